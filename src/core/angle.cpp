@@ -145,26 +145,24 @@ double angularSeparationDeg(double ra1, double dec1, double ra2, double dec2) {
     return 2.0 * std::asin(std::min(1.0, std::sqrt(h))) / d2r;
 }
 
+// Both formatters round once in integer units of the last printed digit so that carries
+// propagate; rounding only the seconds printed "23:59:60.000".
 std::string formatRaHms(double raDeg) {
-    double h = raDeg / 15.0;
-    int hh = static_cast<int>(h);
-    double m = (h - hh) * 60.0;
-    int mm = static_cast<int>(m);
-    double ss = (m - mm) * 60.0;
+    constexpr long long kMsPerDay = 24LL * 3600 * 1000;
+    long long ms = std::llround(raDeg / 15.0 * 3600.0 * 1000.0) % kMsPerDay;
+    if (ms < 0) ms += kMsPerDay;
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%02d:%02d:%06.3f", hh, mm, ss);
+    std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld.%03lld", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60,
+                  ms % 1000);
     return buf;
 }
 
 std::string formatDecDms(double decDeg) {
     const char sign = decDeg < 0 ? '-' : '+';
-    double d = std::fabs(decDeg);
-    int dd = static_cast<int>(d);
-    double m = (d - dd) * 60.0;
-    int mm = static_cast<int>(m);
-    double ss = (m - mm) * 60.0;
+    const long long cas = std::llround(std::fabs(decDeg) * 3600.0 * 100.0);  // centi-arcseconds
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%c%02d:%02d:%05.2f", sign, dd, mm, ss);
+    std::snprintf(buf, sizeof buf, "%c%02lld:%02lld:%02lld.%02lld", sign, cas / 360000, cas / 6000 % 60,
+                  cas / 100 % 60, cas % 100);
     return buf;
 }
 

@@ -75,10 +75,18 @@ std::optional<double> parseIsoDateToMjd(std::string_view text) {
 }
 
 std::string isoFromMjd(double mjd) {
-    CivilDate c = civilFromMjd(mjd);
+    // Round once, in integer milliseconds, so that a carry reaches the day: printing the seconds
+    // with %06.3f alone turned 59.9996 s into "60.000".
+    double day = std::floor(mjd);
+    long long ms = std::llround((mjd - day) * 86400000.0);
+    if (ms >= 86400000LL) {
+        day += 1.0;
+        ms -= 86400000LL;
+    }
+    const CivilDate c = civilFromMjd(day);
     char buf[48];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%06.3f", c.year, c.month, c.day, c.hour, c.minute,
-                  c.second);
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02lld:%02lld:%02lld.%03lld", c.year, c.month, c.day,
+                  ms / 3600000, ms / 60000 % 60, ms / 1000 % 60, ms % 1000);
     return buf;
 }
 
