@@ -36,3 +36,8 @@ if(ASTRID_BUILD_BENCH)
   find_package(benchmark QUIET)
 endif()
 find_program(MPIEXEC_EXECUTABLE NAMES mpiexec mpirun)
+
+# Parallel HDF5's headers include <mpi.h>: whoever uses HDF5 needs MPI's include path, and the
+# library itself links libmpi. output/ gets it through this target but never calls MPI itself.
+add_library(astrid::hdf5 INTERFACE IMPORTED)
+target_link_libraries(astrid::hdf5 INTERFACE HDF5::HDF5 MPI::MPI_C)

@@ -1,0 +1,92 @@
+#pragma once
+// The HDF5 schema, version 1: names, row layouts and enums of every table. Documented for users in
+// docs/output-format.md; anything changed here changes kSchemaVersion.
+// Tables are 1-D datasets of a compound type; strings are fixed-length, NUL-padded ASCII (h5py
+// reads them as bytes `S<n>`; parallel HDF5 cannot write variable-length strings collectively).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "astrid/pipeline/pipeline.hpp"
+
+namespace astrid::output {
+
+inline constexpr int kSchemaVersion = 1;
+
+inline constexpr const char* kTargetsTable = "targets";
+inline constexpr const char* kObservationsTable = "observations";
+inline constexpr const char* kCatalogIssuesTable = "catalog_issues";
+
+/// Copies `s` into a fixed char array, NUL-padded; too-long text ends with "..." so the truncation shows.
+template <std::size_t N>
+void setText(std::array<char, N>& dst, std::string_view s) {
+    dst.fill('\0');
+    if (s.size() <= N) {
+        s.copy(dst.data(), s.size());
+        return;
+    }
+    s.copy(dst.data(), N - 3);
+    dst[N - 3] = dst[N - 2] = dst[N - 1] = '.';
+}
+template <std::size_t N>
+std::string getText(const std::array<char, N>& src) {
+    std::size_t n = 0;
+    while (n < N && src[n] != '\0') ++n;
+    return std::string(src.data(), n);
+}
+
+/// /targets: one row per processed target.
+struct TargetRow {
+    std::int64_t targetId;
+    std::array<char, 32> name;
+    double ra;        ///< deg ICRS
+    double dec;       ///< deg
+    double discMjd;   ///< NaN when the catalog has no date
+    std::int8_t status;  ///< pipeline::TargetStatus: 0 ok, 1 failed, 2 skipped
+    std::array<char, 16> failStage;
+    std::array<char, 256> failReason;
+    std::int32_t nEpochs;
+    std::int32_t nObservations;
+    double wallS;
+    std::int32_t rank;
+};
+
+/// /observations: every observation listed for a processed target, used or not.
+struct ObservationRow {
+    std::int64_t obsId;
+    std::int64_t targetId;
+    std::int8_t role;    ///< archive::Role: -1 unassigned, 0 reference, 1 science
+    std::array<char, 32> survey;
+    std::array<char, 32> mission;
+    std::array<char, 16> filterBand;
+    double mjd;
+    double exposureTime;  ///< s
+    double ra;            ///< image centre, deg
+    double dec;
+    double pixelScale;    ///< arcsec/px
+    double airmass;
+    double seeing;        ///< arcsec
+    std::int32_t width;
+    std::int32_t height;
+    std::array<char, 256> fitsPath;
+    std::int32_t hdu;
+    std::int8_t status;   ///< archive::ObsStatus: 0 used, 1 not_selected, 2 invalid
+    std::array<char, 192> statusReason;
+};
+
+/// /catalog_issues: catalog rows that were rejected (unparseable) or excluded (by a filter).
+struct CatalogIssueRow {
+    std::int64_t line;       ///< 1-based line in the catalog file
+    std::int64_t targetId;   ///< -1 for rejected rows
+    std::int8_t kind;        ///< 0 rejected, 1 excluded
+    std::array<char, 32> name;
+    std::array<char, 48> category;
+    std::array<char, 160> detail;
+};
+
+TargetRow toTargetRow(const pipeline::TargetResult& r);
+std::vector<ObservationRow> toObservationRows(const pipeline::TargetResult& r);
+
+}  // namespace astrid::output

@@ -1,0 +1,31 @@
+#pragma once
+// Plain per-stage configuration aggregates. Only app/ parses them from job files; the defaults are
+// the documented defaults of docs/running.md.
+#include <string>
+
+namespace astrid::pipeline {
+
+/// Which observations pair up for a target (the AstrID rules, stricter where its users asked).
+struct SelectionConfig {
+    double daysBefore = 365.0;   ///< reference epochs in [disc - daysBefore, disc - refMarginDays]
+    double refMarginDays = 1.0;
+    double daysAfter = 365.0;    ///< science epochs in [disc, disc + daysAfter]
+    int maxReference = 1;        ///< best-seeing references first
+    int maxScience = 20;         ///< earliest science epochs first
+    bool requireBoth = true;     ///< a target without a reference and a science epoch fails
+    std::string filter;          ///< only this filter band when non-empty
+    double minOverlap = 0.85;    ///< minimum fraction of a science image the reference covers
+};
+
+/// What a loaded image must satisfy (the AstrID Observation constraints plus data sanity).
+struct ValidationConfig {
+    double maxBadFraction = 0.5;  ///< NaN/Inf pixels tolerated, as a fraction of the image
+    double targetMarginPx = 0.0;  ///< the target must fall at least this far inside every image
+};
+
+struct PipelineConfig {
+    SelectionConfig select;
+    ValidationConfig validate;
+};
+
+}  // namespace astrid::pipeline

@@ -1,0 +1,77 @@
+#include <iostream>
+#include <sstream>
+
+#include "app/commands.hpp"
+#include "app/config.hpp"
+#include "astrid/archive/archive.hpp"
+#include "astrid/core/error.hpp"
+#include "astrid/core/log.hpp"
+#include "astrid/runner/runner.hpp"
+
+namespace astrid::app {
+
+int cmdRun(int argc, char** argv) {
+    runner::MpiSession mpi(argc, argv);
+    const bool root = mpi.rank() == 0;
+    JobConfig cfg;
+    bool dump = false, help = false;
+    try {
+        cfg = parseJobConfig(argc, argv, &dump, &help);
+    } catch (const Error& e) {
+        if (root) std::cerr << "astrid run: error: " << e.what() << "\n";
+        return 1;
+    }
+    if (help) return 0;
+    if (dump) {
+        if (root) std::cout << cfg.run.configText;
+        return 0;
+    }
+    log::configure({log::parseLevel(cfg.logLevel), mpi.rank(), mpi.size(), log::Level::Warn});
+    std::ostringstream cmdline;
+    cmdline << "astrid";
+    for (int i = 0; i < argc; ++i) cmdline << " " << argv[i];
+    cfg.run.commandLine = cmdline.str();
+
+    // Rank 0 reads the catalog and checks the archive; every rank learns whether that worked.
+    runner::CampaignInput input;
+    std::string problem;
+    if (root) {
+        try {
+            const auto report = catalog::readCatalog(cfg.catalog, parseCatalogFormat(cfg.catalogFormat), cfg.filter);
+            input.targets = report.targets;
+            input.catalogIssues = runner::catalogIssueRows(report);
+            archive::LocalArchive check(cfg.archive);
+            log::get("astrid.run")->info("{}: {} targets ({} rejected, {} excluded); archive {}; {} rank(s); output {}",
+                                         cfg.catalog, report.targets.size(), report.rejected.size(),
+                                         report.excluded.size(), check.describe(), mpi.size(), cfg.output);
+        } catch (const Error& e) {
+            problem = e.what();
+        }
+    }
+    problem = mpi.broadcast(problem);
+    if (!problem.empty()) {
+        if (root) std::cerr << "astrid run: error: " << problem << "\n";
+        return 1;
+    }
+
+    runner::RunSummary s;
+    try {
+        const std::string archiveRoot = cfg.archive;
+        s = runner::runCampaign(
+            mpi, input, [archiveRoot] { return std::make_unique<archive::LocalArchive>(archiveRoot); }, cfg.pipeline,
+            cfg.run);
+    } catch (const Error& e) {
+        // Ranks may be inside a collective call we cannot unwind: end them all.
+        std::cerr << "astrid run (rank " << mpi.rank() << "): fatal: " << e.what() << "\n";
+        mpi.abort(1);
+    }
+    if (root) {
+        std::cout << "astrid run: " << s.targets << " targets: " << s.ok << " ok, " << s.failed << " failed, "
+                  << s.skipped << " skipped in " << s.wallS << " s on " << mpi.size() << " rank(s)\n"
+                  << "output: " << s.outputPath << "\n"
+                  << "summary: astrid inspect " << s.outputPath << (s.failed ? " --failures" : "") << "\n";
+    }
+    return s.failed > 0 ? 2 : 0;
+}
+
+}  // namespace astrid::app

@@ -1,0 +1,9 @@
+#pragma once
+// The subcommands of the `astrid` binary. Each takes the arguments after its name and returns the
+// process exit status: 0 success, 1 error, 2 finished with failed targets (run).
+namespace astrid::app {
+int cmdSimulate(int argc, char** argv);
+int cmdCatalog(int argc, char** argv);
+int cmdRun(int argc, char** argv);
+int cmdInspect(int argc, char** argv);
+}  // namespace astrid::app

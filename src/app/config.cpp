@@ -1,0 +1,218 @@
+#include "config.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "astrid/core/error.hpp"
+#include "astrid/core/log.hpp"
+#include "astrid/core/text.hpp"
+
+namespace astrid::app {
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+// Every job key with its documentation; defaults come from the library structs.
+struct Keys {
+    std::string catalog, catalogFormat, archive, output, types, filterBand, logLevel, computes;
+    int minYear = 0;
+    long long limit = 0;
+    bool requireBoth = true;
+};
+}  // namespace
+
+po::options_description jobOptions() {
+    const pipeline::PipelineConfig p;
+    const runner::RunOptions r;
+    po::options_description d("Job keys (job file or --key value)");
+    d.add_options()
+        ("catalog", po::value<std::string>(), "target catalog (SAI sncat layout or CSV)")
+        ("catalog_format", po::value<std::string>()->default_value("auto"), "auto | sai | csv")
+        ("archive", po::value<std::string>(), "local archive root: one directory of FITS files per target")
+        ("output", po::value<std::string>()->default_value("astrid_run.h5"), "the run's HDF5 file")
+        ("min_year", po::value<int>(), "keep targets discovered in this year or later")
+        ("limit", po::value<long long>(), "keep the first N targets (after the other filters)")
+        ("types", po::value<std::string>(), "comma-separated type prefixes to keep, e.g. Ia,II")
+        ("days_before", po::value<double>()->default_value(p.select.daysBefore), "reference window start, days before discovery")
+        ("ref_margin_days", po::value<double>()->default_value(p.select.refMarginDays), "reference window ends this many days before discovery")
+        ("days_after", po::value<double>()->default_value(p.select.daysAfter), "science window end, days after discovery")
+        ("max_reference", po::value<int>()->default_value(p.select.maxReference), "references per target (best seeing first)")
+        ("max_science", po::value<int>()->default_value(p.select.maxScience), "science epochs per target (earliest first)")
+        ("require_both", po::value<bool>()->default_value(p.select.requireBoth), "fail a target lacking a reference or a science epoch")
+        ("filter", po::value<std::string>()->default_value(""), "only this filter band (empty: the best-covered one)")
+        ("min_overlap", po::value<double>()->default_value(p.select.minOverlap), "minimum fraction of a science image covered by the reference")
+        ("max_bad_fraction", po::value<double>()->default_value(p.validate.maxBadFraction), "maximum fraction of NaN/Inf pixels in an image")
+        ("target_margin_px", po::value<double>()->default_value(p.validate.targetMarginPx), "the target must be this far inside every image")
+        ("checkpoint_targets", po::value<int>()->default_value(r.checkpointTargets), "checkpoint after this many completed targets")
+        ("checkpoint_seconds", po::value<double>()->default_value(r.checkpointSeconds), "...or after this many seconds")
+        ("scheduler_computes", po::value<std::string>()->default_value("auto"), "rank 0 also processes targets: auto | yes | no")
+        ("prefetch", po::value<int>()->default_value(r.prefetch), "targets each rank holds (running + queued)")
+        ("progress_seconds", po::value<double>()->default_value(r.progressSeconds), "interval of rank 0's progress lines")
+        ("log_level", po::value<std::string>()->default_value("info"), "trace | debug | info | warn | error | off");
+    return d;
+}
+
+catalog::CatalogFormat parseCatalogFormat(const std::string& text) {
+    if (text == "auto") return catalog::CatalogFormat::Auto;
+    if (text == "sai") return catalog::CatalogFormat::Sai;
+    if (text == "csv") return catalog::CatalogFormat::Csv;
+    throw ConfigError("must be auto, sai or csv, not '" + text + "'", "catalog_format");
+}
+
+namespace {
+template <class T>
+T get(const po::variables_map& vm, const char* key) {
+    return vm[key].as<T>();
+}
+
+void requirePositive(double v, const char* key) {
+    if (!(v > 0.0)) throw ConfigError("must be > 0 (got " + std::to_string(v) + ")", key);
+}
+}  // namespace
+
+JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* help) {
+    po::options_description cli("astrid run options");
+    cli.add_options()("config,c", po::value<std::string>(), "job file (INI: key = value)")(
+        "dump-config", "print the resolved configuration and exit")("help,h", "this help");
+    po::options_description all;
+    all.add(cli).add(jobOptions());
+
+    po::variables_map fromCli, fromFile;
+    try {
+        po::store(po::command_line_parser(argc, argv).options(all).run(), fromCli);
+    } catch (const po::unknown_option& e) {
+        throw ConfigError("unknown option on the command line", e.get_option_name());
+    } catch (const po::error& e) {
+        throw ConfigError(e.what());
+    }
+    if (help) *help = fromCli.count("help") > 0;
+    if (dump) *dump = fromCli.count("dump-config") > 0;
+    if (fromCli.count("help")) {
+        std::cout << "usage: astrid run --config JOB.ini [--key value ...] [--dump-config]\n\n" << all << "\n";
+        return {};
+    }
+
+    JobConfig c;
+    fs::path baseDir = fs::current_path();
+    if (fromCli.count("config")) {
+        c.jobFile = fromCli["config"].as<std::string>();
+        std::ifstream in(c.jobFile);
+        if (!in) throw ConfigError("cannot open job file '" + c.jobFile + "'", "config");
+        baseDir = fs::absolute(c.jobFile).parent_path();
+        try {
+            po::store(po::parse_config_file(in, jobOptions(), false), fromFile);
+        } catch (const po::unknown_option& e) {
+            throw ConfigError("unknown key in job file " + c.jobFile, e.get_option_name());
+        } catch (const po::invalid_option_value& e) {
+            throw ConfigError(std::string(e.what()) + " in job file " + c.jobFile, e.get_option_name());
+        } catch (const po::error& e) {
+            throw ConfigError(std::string(e.what()) + " in job file " + c.jobFile);
+        }
+    }
+    // Command-line values win; job-file paths are relative to the job file's directory.
+    po::variables_map vm;
+    for (const auto& [k, v] : fromCli) vm.emplace(k, v);
+    for (const auto& [k, v] : fromFile)
+        if (!vm.count(k) || vm[k].defaulted()) vm.erase(k), vm.emplace(k, v);
+    auto path = [&](const char* key) -> std::string {
+        if (!vm.count(key)) return {};
+        const std::string value = vm[key].as<std::string>();
+        const bool cliGiven = fromCli.count(key) && !fromCli[key].defaulted();
+        if (value.empty() || fs::path(value).is_absolute()) return value;
+        return ((cliGiven ? fs::current_path() : baseDir) / value).lexically_normal().string();
+    };
+    c.catalog = path("catalog");
+    c.archive = path("archive");
+    c.output = path("output");
+    c.catalogFormat = get<std::string>(vm, "catalog_format");
+    (void)parseCatalogFormat(c.catalogFormat);
+    if (vm.count("min_year")) c.filter.minYear = get<int>(vm, "min_year");
+    if (vm.count("limit")) {
+        const long long lim = get<long long>(vm, "limit");
+        if (lim < 0) throw ConfigError("must be >= 0", "limit");
+        c.filter.limit = static_cast<std::size_t>(lim);
+    }
+    if (vm.count("types"))
+        for (auto t : text::split(get<std::string>(vm, "types"), ','))
+            if (!text::trim(t).empty()) c.filter.types.emplace_back(text::trim(t));
+    auto& s = c.pipeline.select;
+    s.daysBefore = get<double>(vm, "days_before");
+    s.refMarginDays = get<double>(vm, "ref_margin_days");
+    s.daysAfter = get<double>(vm, "days_after");
+    s.maxReference = get<int>(vm, "max_reference");
+    s.maxScience = get<int>(vm, "max_science");
+    s.requireBoth = get<bool>(vm, "require_both");
+    s.filter = get<std::string>(vm, "filter");
+    s.minOverlap = get<double>(vm, "min_overlap");
+    c.pipeline.validate.maxBadFraction = get<double>(vm, "max_bad_fraction");
+    c.pipeline.validate.targetMarginPx = get<double>(vm, "target_margin_px");
+    requirePositive(s.daysBefore, "days_before");
+    requirePositive(s.daysAfter, "days_after");
+    if (s.maxReference < 1) throw ConfigError("must be >= 1", "max_reference");
+    if (s.maxScience < 1) throw ConfigError("must be >= 1", "max_science");
+    if (s.minOverlap < 0 || s.minOverlap > 1) throw ConfigError("must be in [0, 1]", "min_overlap");
+    c.run.checkpointTargets = get<int>(vm, "checkpoint_targets");
+    c.run.checkpointSeconds = get<double>(vm, "checkpoint_seconds");
+    c.run.prefetch = get<int>(vm, "prefetch");
+    c.run.progressSeconds = get<double>(vm, "progress_seconds");
+    if (c.run.checkpointTargets < 1) throw ConfigError("must be >= 1", "checkpoint_targets");
+    requirePositive(c.run.checkpointSeconds, "checkpoint_seconds");
+    if (c.run.prefetch < 1) throw ConfigError("must be >= 1", "prefetch");
+    const std::string computes = get<std::string>(vm, "scheduler_computes");
+    if (computes == "auto") c.run.schedulerComputes = runner::SchedulerComputes::Auto;
+    else if (computes == "yes") c.run.schedulerComputes = runner::SchedulerComputes::Yes;
+    else if (computes == "no") c.run.schedulerComputes = runner::SchedulerComputes::No;
+    else throw ConfigError("must be auto, yes or no, not '" + computes + "'", "scheduler_computes");
+    c.logLevel = get<std::string>(vm, "log_level");
+    (void)log::parseLevel(c.logLevel, "log_level");
+    if (c.catalog.empty()) throw ConfigError("no target catalog given (job key or --catalog)", "catalog");
+    if (c.archive.empty()) throw ConfigError("no archive given (job key or --archive)", "archive");
+    if (c.output.empty()) throw ConfigError("no output file given", "output");
+    c.run.outputPath = c.output;
+    c.run.configText = dumpConfig(c);
+    return c;
+}
+
+std::string dumpConfig(const JobConfig& c) {
+    std::ostringstream o;
+    const auto& s = c.pipeline.select;
+    auto b = [](bool v) { return v ? "true" : "false"; };
+    o << "# astrid resolved job configuration\n";
+    if (!c.jobFile.empty()) o << "# from " << c.jobFile << "\n";
+    o << "catalog = " << c.catalog << "\n"
+      << "catalog_format = " << c.catalogFormat << "\n"
+      << "archive = " << c.archive << "\n"
+      << "output = " << c.output << "\n";
+    if (c.filter.minYear) o << "min_year = " << *c.filter.minYear << "\n";
+    if (c.filter.limit) o << "limit = " << *c.filter.limit << "\n";
+    if (!c.filter.types.empty()) {
+        o << "types = ";
+        for (std::size_t i = 0; i < c.filter.types.size(); ++i) o << (i ? "," : "") << c.filter.types[i];
+        o << "\n";
+    }
+    o << "days_before = " << s.daysBefore << "\n"
+      << "ref_margin_days = " << s.refMarginDays << "\n"
+      << "days_after = " << s.daysAfter << "\n"
+      << "max_reference = " << s.maxReference << "\n"
+      << "max_science = " << s.maxScience << "\n"
+      << "require_both = " << b(s.requireBoth) << "\n"
+      << "filter = " << s.filter << "\n"
+      << "min_overlap = " << s.minOverlap << "\n"
+      << "max_bad_fraction = " << c.pipeline.validate.maxBadFraction << "\n"
+      << "target_margin_px = " << c.pipeline.validate.targetMarginPx << "\n"
+      << "checkpoint_targets = " << c.run.checkpointTargets << "\n"
+      << "checkpoint_seconds = " << c.run.checkpointSeconds << "\n"
+      << "scheduler_computes = "
+      << (c.run.schedulerComputes == runner::SchedulerComputes::Auto  ? "auto"
+          : c.run.schedulerComputes == runner::SchedulerComputes::Yes ? "yes"
+                                                                        : "no")
+      << "\n"
+      << "prefetch = " << c.run.prefetch << "\n"
+      << "progress_seconds = " << c.run.progressSeconds << "\n"
+      << "log_level = " << c.logLevel << "\n";
+    return o.str();
+}
+
+}  // namespace astrid::app

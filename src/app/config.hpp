@@ -1,0 +1,41 @@
+#pragma once
+// Job configuration: an INI job file (boost::program_options) whose every key can be overridden on
+// the command line. Only app/ knows this format; the library takes the plain structs it fills.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/program_options.hpp>
+
+#include "astrid/catalog/catalog.hpp"
+#include "astrid/pipeline/config.hpp"
+#include "astrid/runner/runner.hpp"
+
+namespace astrid::app {
+
+struct JobConfig {
+    std::string jobFile;  ///< as given; "" when everything came from the command line
+    std::string catalog;
+    std::string catalogFormat = "auto";
+    std::string archive;
+    std::string output = "astrid_run.h5";
+    catalog::CatalogFilter filter;
+    pipeline::PipelineConfig pipeline;
+    runner::RunOptions run;  ///< outputPath/configText/commandLine filled by finalize()
+    std::string logLevel = "info";
+};
+
+/// The option set of the job keys (names as in the job file).
+boost::program_options::options_description jobOptions();
+
+/// Parses `--config FILE` plus overrides from argv (after the subcommand). Command-line values win
+/// over the file; paths in the file are relative to the file's directory. Throws ConfigError
+/// naming the key (and file) for unknown keys, bad values, and a missing job file.
+JobConfig parseJobConfig(int argc, const char* const* argv, bool* dumpConfig, bool* help);
+
+/// The resolved configuration as a job file (what --dump-config prints and the output stores).
+std::string dumpConfig(const JobConfig& config);
+
+catalog::CatalogFormat parseCatalogFormat(const std::string& text);
+
+}  // namespace astrid::app

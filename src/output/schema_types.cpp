@@ -1,0 +1,88 @@
+#include <array>
+
+#include "astrid/output/schema.hpp"
+#include "types.hpp"
+
+namespace astrid::output::h5types {
+namespace {
+template <std::size_t N>
+h5::Handle str(const std::array<char, N>&) {
+    h5::Handle t(h5::check(H5Tcopy(H5T_C_S1), "H5Tcopy"));
+    H5Tset_size(t.get(), N);
+    H5Tset_strpad(t.get(), H5T_STR_NULLPAD);
+    return t;
+}
+
+h5::Handle enum8(std::initializer_list<std::pair<const char*, std::int8_t>> values) {
+    h5::Handle t(h5::check(H5Tenum_create(H5T_NATIVE_INT8), "H5Tenum_create"));
+    for (const auto& [name, v] : values) H5Tenum_insert(t.get(), name, &v);
+    return t;
+}
+
+h5::Handle targetStatus() { return enum8({{"ok", 0}, {"failed", 1}, {"skipped", 2}}); }
+h5::Handle role() { return enum8({{"unassigned", -1}, {"reference", 0}, {"science", 1}}); }
+h5::Handle obsStatus() { return enum8({{"used", 0}, {"not_selected", 1}, {"invalid", 2}}); }
+h5::Handle issueKind() { return enum8({{"rejected", 0}, {"excluded", 1}}); }
+
+#define MEMBER(T, name, field, type) H5Tinsert(t.get(), name, HOFFSET(T, field), type)
+}  // namespace
+
+h5::Handle targetRow() {
+    using T = TargetRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "name", name, str(r.name).get());
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "disc_mjd", discMjd, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "status", status, targetStatus().get());
+    MEMBER(T, "fail_stage", failStage, str(r.failStage).get());
+    MEMBER(T, "fail_reason", failReason, str(r.failReason).get());
+    MEMBER(T, "n_epochs", nEpochs, H5T_NATIVE_INT32);
+    MEMBER(T, "n_observations", nObservations, H5T_NATIVE_INT32);
+    MEMBER(T, "wall_s", wallS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "rank", rank, H5T_NATIVE_INT32);
+    return t;
+}
+
+h5::Handle observationRow() {
+    using T = ObservationRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    MEMBER(T, "obs_id", obsId, H5T_NATIVE_INT64);
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "role", role, role().get());
+    MEMBER(T, "survey", survey, str(r.survey).get());
+    MEMBER(T, "mission", mission, str(r.mission).get());
+    MEMBER(T, "filter_band", filterBand, str(r.filterBand).get());
+    MEMBER(T, "mjd", mjd, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "exposure_time", exposureTime, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "pixel_scale", pixelScale, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "airmass", airmass, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "seeing", seeing, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "width", width, H5T_NATIVE_INT32);
+    MEMBER(T, "height", height, H5T_NATIVE_INT32);
+    MEMBER(T, "fits_path", fitsPath, str(r.fitsPath).get());
+    MEMBER(T, "hdu", hdu, H5T_NATIVE_INT32);
+    MEMBER(T, "status", status, obsStatus().get());
+    MEMBER(T, "status_reason", statusReason, str(r.statusReason).get());
+    return t;
+}
+
+h5::Handle catalogIssueRow() {
+    using T = CatalogIssueRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    MEMBER(T, "line", line, H5T_NATIVE_INT64);
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "kind", kind, issueKind().get());
+    MEMBER(T, "name", name, str(r.name).get());
+    MEMBER(T, "category", category, str(r.category).get());
+    MEMBER(T, "detail", detail, str(r.detail).get());
+    return t;
+}
+
+}  // namespace astrid::output::h5types

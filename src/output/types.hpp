@@ -1,0 +1,9 @@
+#pragma once
+// HDF5 compound and enum types of the schema (private).
+#include "h5.hpp"
+
+namespace astrid::output::h5types {
+h5::Handle targetRow();
+h5::Handle observationRow();
+h5::Handle catalogIssueRow();
+}  // namespace astrid::output::h5types

@@ -1,0 +1,5 @@
+#pragma once
+// Private: MPI return codes -> MpiError.
+namespace astrid::runner {
+void mpiCheck(int code, const char* what);
+}
