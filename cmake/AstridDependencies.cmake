@@ -37,7 +37,12 @@ if(ASTRID_BUILD_BENCH)
 endif()
 find_program(MPIEXEC_EXECUTABLE NAMES mpiexec mpirun)
 
+# MPI through its C API only: keep Open MPI's deprecated C++ bindings out of every translation unit.
+add_library(astrid::mpi INTERFACE IMPORTED)
+target_link_libraries(astrid::mpi INTERFACE MPI::MPI_C)
+target_compile_definitions(astrid::mpi INTERFACE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+
 # Parallel HDF5's headers include <mpi.h>: whoever uses HDF5 needs MPI's include path, and the
 # library itself links libmpi. output/ gets it through this target but never calls MPI itself.
 add_library(astrid::hdf5 INTERFACE IMPORTED)
-target_link_libraries(astrid::hdf5 INTERFACE HDF5::HDF5 MPI::MPI_C)
+target_link_libraries(astrid::hdf5 INTERFACE HDF5::HDF5 astrid::mpi)

@@ -1,6 +1,7 @@
 // Catalog reading front end: line splitting, layout detection, the shared date rules, filters and
 // the CSV target writer. The layout parsers live in sai.cpp and csv.cpp.
 #include "astrid/catalog/catalog.hpp"
+#include "detail.hpp"
 
 #include <algorithm>
 #include <cctype>

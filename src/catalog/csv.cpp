@@ -7,6 +7,7 @@
 #include <span>
 
 #include "astrid/catalog/catalog.hpp"
+#include "detail.hpp"
 #include "astrid/core/angle.hpp"
 #include "astrid/core/error.hpp"
 #include "astrid/core/text.hpp"

@@ -8,6 +8,7 @@
 #include <ostream>
 
 #include "astrid/catalog/catalog.hpp"
+#include "detail.hpp"
 #include "astrid/core/angle.hpp"
 #include "astrid/core/error.hpp"
 #include "astrid/core/text.hpp"

@@ -22,9 +22,12 @@ std::string statusText(int status) {
     // The cfitsio message stack holds the detail (e.g. which keyword); drain it into the message.
     char detail[FLEN_ERRMSG];
     std::string stack;
+    std::size_t lastLen = 0;
     while (fits_read_errmsg(detail)) {
-        if (!stack.empty()) stack += "; ";
+        // cfitsio splits long messages into 80-character pieces: rejoin those seamlessly.
+        if (!stack.empty() && lastLen < 80) stack += "; ";
         stack += detail;
+        lastLen = std::strlen(detail);
     }
     if (!stack.empty()) msg += " (" + stack + ")";
     return msg + " [cfitsio status " + std::to_string(status) + "]";

@@ -10,15 +10,18 @@ namespace astrid::output {
 namespace {
 constexpr hsize_t kChunkRows = 512;
 
+// Variable-length UTF-8: h5py returns str (not bytes) for these. Attributes are metadata, which
+// parallel HDF5 writes from identical values on every rank, so VL is fine here (unlike tables).
 void writeStringAttr(hid_t obj, const char* name, const std::string& value) {
     h5::Handle type(h5::check(H5Tcopy(H5T_C_S1), "H5Tcopy"));
-    H5Tset_size(type.get(), value.empty() ? 1 : value.size());
-    H5Tset_strpad(type.get(), H5T_STR_NULLTERM);
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5T_CSET_UTF8);
     h5::Handle space(h5::check(H5Screate(H5S_SCALAR), "H5Screate"));
     if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
     h5::Handle attr(h5::check(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
                               std::string("creating attribute ") + name));
-    h5::check(H5Awrite(attr.get(), type.get(), value.empty() ? "" : value.c_str()), "H5Awrite");
+    const char* text = value.c_str();
+    h5::check(H5Awrite(attr.get(), type.get(), &text), "H5Awrite");
 }
 
 template <class T>

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "astrid/core/error.hpp"
 #include "astrid/core/log.hpp"
 #include "astrid/fits/fits_file.hpp"
@@ -78,7 +80,7 @@ LoadedImage loadOne(Observation& o, archive::Archive& archive, const catalog::Ta
     if (badFraction > vc.maxBadFraction)
         throw StageFailure{Stage::Validate, fileLabel(o) + ": " + std::to_string(static_cast<int>(100 * badFraction)) +
                                                 "% of the pixels are NaN/Inf (max_bad_fraction " +
-                                                std::to_string(vc.maxBadFraction) + ")"};
+                                                fmt::format("{:g}", vc.maxBadFraction) + ")"};
     if (!wcs::footprintContains(*li.wcs, li.hdu.image.width(), li.hdu.image.height(), {target.raDeg, target.decDeg},
                                 vc.targetMarginPx))
         throw StageFailure{Stage::Validate, fileLabel(o) + ": the target position is not on the image"};
@@ -132,7 +134,7 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
             if (overlap < config.select.minOverlap) {
                 li.obs->status = ObsStatus::Invalid;
                 li.obs->statusReason = "reference covers " + std::to_string(static_cast<int>(100 * overlap)) +
-                                       "% of the image (min_overlap " + std::to_string(config.select.minOverlap) + ")";
+                                       "% of the image (min_overlap " + fmt::format("{:g}", config.select.minOverlap) + ")";
                 throw StageFailure{Stage::Validate, fileLabel(*li.obs) + ": " + li.obs->statusReason};
             }
         }

@@ -1,0 +1,104 @@
+// The HDF5 writer and reader without MPI: schema, attributes, appends, CSV export, errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "astrid/core/error.hpp"
+#include "astrid/output/reader.hpp"
+#include "astrid/output/run_file.hpp"
+
+using namespace astrid;
+namespace fs = std::filesystem;
+
+namespace {
+pipeline::TargetResult result(std::int64_t id, pipeline::TargetStatus status) {
+    pipeline::TargetResult r;
+    r.target.id = id;
+    r.target.name = "2021a" + std::to_string(id);
+    r.target.raDeg = 10.0 + static_cast<double>(id);
+    r.target.decDeg = -5.0;
+    r.status = status;
+    if (status == pipeline::TargetStatus::Failed) {
+        r.failStage = pipeline::Stage::Load;
+        r.failReason = "x.fits: truncated, \"quoted\", with a comma";
+    }
+    archive::Observation o;
+    o.obsId = id * 10000;
+    o.targetId = id;
+    o.role = archive::Role::Science;
+    o.filterBand = "r";
+    o.mjd = 59000.5;
+    o.fitsPath = "/data/" + r.target.name + ".fits";
+    o.status = archive::ObsStatus::Used;
+    r.observations = {o, o};
+    r.observations[1].obsId += 1;
+    r.observations[1].role = archive::Role::Reference;
+    r.nEpochs = 1;
+    r.wallSeconds = 0.25;
+    return r;
+}
+}  // namespace
+
+TEST(Output, WriteAndReadBackSerially) {
+    const std::string path = (fs::temp_directory_path() / ("astrid_out_" + std::to_string(::getpid()) + ".h5")).string();
+    {
+        auto f = output::RunFile::create(path, {"catalog = x\n", "astrid run --config x.ini", "2026-01-01T00:00:00Z", 1});
+        std::vector<output::TargetRow> rows;
+        std::vector<output::ObservationRow> obs;
+        for (int i = 0; i < 3; ++i) {
+            auto r = result(i, i == 1 ? pipeline::TargetStatus::Failed : pipeline::TargetStatus::Ok);
+            rows.push_back(output::toTargetRow(r));
+            for (auto& o : output::toObservationRows(r)) obs.push_back(o);
+        }
+        f.appendTargets(std::span(rows).first(2), 0, 2);  // two appends, as two checkpoints
+        f.appendTargets(std::span(rows).subspan(2), 0, 1);
+        f.appendObservations(obs, 0, obs.size());
+        f.flush();
+        f.finish({"2026-01-01T00:01:00Z", "complete", 2, 1, 0, 60.0});
+    }
+    output::RunReader rd(path);
+    EXPECT_EQ(*rd.numberAttribute("schema_version"), output::kSchemaVersion);
+    EXPECT_EQ(*rd.stringAttribute("status"), "complete");
+    EXPECT_EQ(*rd.stringAttribute("config"), "catalog = x\n");
+    EXPECT_EQ(*rd.numberAttribute("targets_failed"), 1);
+    EXPECT_FALSE(rd.stringAttribute("astrid_version")->empty());
+    auto targets = rd.targets();
+    ASSERT_EQ(targets.size(), 3u);
+    EXPECT_EQ(output::getText(targets[1].failStage), "load");
+    EXPECT_EQ(targets[1].status, 1);
+    EXPECT_EQ(output::getText(targets[2].name), "2021a2");
+    EXPECT_EQ(rd.observations().size(), 6u);
+    EXPECT_EQ(rd.rowCount("catalog_issues"), 0u);
+    EXPECT_EQ(rd.tables(), (std::vector<std::string>{"catalog_issues", "observations", "targets"}));
+    std::ostringstream csv;
+    rd.writeCsv("targets", csv);
+    const std::string text = csv.str();
+    EXPECT_EQ(text.substr(0, text.find('\n')),
+              "target_id,name,ra,dec,disc_mjd,status,fail_stage,fail_reason,n_epochs,n_observations,wall_s,rank");
+    EXPECT_NE(text.find(",failed,load,\"x.fits: truncated, \"\"quoted\"\", with a comma\""), std::string::npos) << text;
+    std::ostringstream ocsv;
+    rd.writeCsv("observations", ocsv);
+    EXPECT_NE(ocsv.str().find(",reference,"), std::string::npos);
+    EXPECT_THROW(rd.writeCsv("nope", ocsv), H5Error);
+    fs::remove(path);
+}
+
+TEST(Output, LongTextIsTruncatedVisibly) {
+    output::TargetRow row{};
+    output::setText(row.failReason, std::string(1000, 'x'));
+    const std::string back = output::getText(row.failReason);
+    EXPECT_EQ(back.size(), row.failReason.size());
+    EXPECT_EQ(back.substr(back.size() - 3), "...");
+}
+
+TEST(Output, UnwritableLocationIsAClearError) {
+    try {
+        output::RunFile::create("/nonexistent-dir/run.h5", {});
+        FAIL();
+    } catch (const H5Error& e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/run.h5"), std::string::npos);
+    }
+    EXPECT_THROW(output::RunReader("/nonexistent-dir/run.h5"), H5Error);
+}
