@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -41,6 +44,12 @@ int cmdRun(int argc, char** argv) {
             input.targets = report.targets;
             input.catalogIssues = runner::catalogIssueRows(report);
             archive::LocalArchive check(cfg.archive);
+            // Fail before any work when the output cannot be written (not after hours of it).
+            const auto dir = std::filesystem::absolute(cfg.output).parent_path();
+            if (!std::filesystem::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
+                throw ConfigError("the directory of the output file '" + cfg.output +
+                                      "' does not exist or is not writable",
+                                  "output");
             log::get("astrid.run")->info("{}: {} targets ({} rejected, {} excluded); archive {}; {} rank(s); output {}",
                                          cfg.catalog, report.targets.size(), report.rejected.size(),
                                          report.excluded.size(), check.describe(), mpi.size(), cfg.output);

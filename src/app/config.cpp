@@ -81,7 +81,9 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
 
     po::variables_map fromCli, fromFile;
     try {
-        po::store(po::command_line_parser(argc, argv).options(all).run(), fromCli);
+        po::positional_options_description pos;  // `astrid run JOB.ini` == `astrid run --config JOB.ini`
+        pos.add("config", 1);
+        po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), fromCli);
     } catch (const po::unknown_option& e) {
         throw ConfigError("unknown option on the command line", e.get_option_name());
     } catch (const po::error& e) {
@@ -90,7 +92,7 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (help) *help = fromCli.count("help") > 0;
     if (dump) *dump = fromCli.count("dump-config") > 0;
     if (fromCli.count("help")) {
-        std::cout << "usage: astrid run --config JOB.ini [--key value ...] [--dump-config]\n\n" << all << "\n";
+        std::cout << "usage: astrid run [--config] JOB.ini [--key value ...] [--dump-config]\n\n" << all << "\n";
         return {};
     }
 

@@ -198,7 +198,7 @@ void applyFilter(detail::ParsedRows& rows, const CatalogFilter& filter, CatalogR
         if (!fixedReason && !reason && filter.limit && report.targets.size() >= *filter.limit)
             fixedReason = "beyond limit";
         if (fixedReason || reason) {
-            report.excluded.push_back(Exclusion{t.id, t.line, reason ? *reason : std::string(fixedReason)});
+            report.excluded.push_back(Exclusion{t.id, t.line, reason ? *reason : std::string(fixedReason), t.name});
         } else {
             report.targets.push_back(std::move(t));
         }

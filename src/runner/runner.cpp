@@ -388,6 +388,7 @@ std::vector<output::CatalogIssueRow> catalogIssueRows(const catalog::CatalogRepo
         row.line = e.line;
         row.targetId = e.targetId;
         row.kind = 1;
+        output::setText(row.name, e.name);
         output::setText(row.category, e.reason);
         rows.push_back(row);
     }

@@ -68,6 +68,7 @@ struct Exclusion {
     long line = 0;
     std::string reason;  ///< stable per filter: "no discovery date (min-year filter)", "discovered before
                          ///< <year>", "type not selected", "beyond limit"
+    std::string name;    ///< the excluded target's name
 };
 
 /// Which parsed targets to keep. Applied in this order, the first failing test naming the reason:

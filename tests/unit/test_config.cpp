@@ -1,0 +1,110 @@
+// Job files and command-line overrides: every key overridable, unknown keys named, paths resolved.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "app/config.hpp"
+#include "astrid/core/error.hpp"
+
+using namespace astrid;
+namespace fs = std::filesystem;
+
+namespace {
+struct Job {
+    fs::path dir;
+    fs::path file;
+    explicit Job(const std::string& text) {
+        dir = fs::temp_directory_path() / ("astrid_cfg_" + std::to_string(::getpid()) + "_" +
+                                           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::create_directories(dir);
+        file = dir / "job.ini";
+        std::ofstream(file) << text;
+    }
+    ~Job() { fs::remove_all(dir); }
+};
+
+app::JobConfig parse(std::vector<std::string> args) {
+    std::vector<const char*> argv{"run"};
+    for (auto& a : args) argv.push_back(a.c_str());
+    return app::parseJobConfig(static_cast<int>(argv.size()), argv.data(), nullptr, nullptr);
+}
+}  // namespace
+
+TEST(Config, FileValuesPathsAndCommandLineOverrides) {
+    Job job("# a job\ncatalog = cat.txt\narchive = archive\noutput = out/run.h5\ndays_before = 200\nmin_year = 2010\n");
+    auto c = parse({"--config", job.file.string(), "--days_before", "150", "--max_science", "4"});
+    EXPECT_EQ(c.catalog, (job.dir / "cat.txt").string());  // relative to the job file
+    EXPECT_EQ(c.archive, (job.dir / "archive").string());
+    EXPECT_EQ(c.output, (job.dir / "out/run.h5").string());
+    EXPECT_DOUBLE_EQ(c.pipeline.select.daysBefore, 150.0);  // command line wins
+    EXPECT_EQ(c.pipeline.select.maxScience, 4);
+    EXPECT_EQ(*c.filter.minYear, 2010);
+    auto d = parse({"--config", job.file.string(), "--output", "elsewhere.h5"});
+    EXPECT_EQ(d.output, (fs::current_path() / "elsewhere.h5").string());  // relative to the cwd
+    EXPECT_DOUBLE_EQ(d.pipeline.select.daysBefore, 200.0);
+    EXPECT_NE(d.run.configText.find("days_before = 200"), std::string::npos);
+}
+
+TEST(Config, UnknownKeyIsNamed) {
+    Job job("catalog = c.txt\narchive = a\ndays_befor = 3\n");
+    try {
+        parse({"--config", job.file.string()});
+        FAIL() << "unknown key accepted";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.key(), "days_befor");
+        EXPECT_NE(std::string(e.what()).find(job.file.string()), std::string::npos) << e.what();
+    }
+    try {
+        parse({"--config", job.file.string(), "--no_such_key", "1"});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("no_such_key"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Config, BadValuesAndMissingThings) {
+    Job bad("catalog = c.txt\narchive = a\ndays_before = soon\n");
+    try {
+        parse({"--config", bad.file.string()});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("days_before"), std::string::npos) << e.what();
+    }
+    Job neg("catalog = c.txt\narchive = a\nmin_overlap = 1.5\n");
+    EXPECT_THROW(parse({"--config", neg.file.string()}), ConfigError);
+    Job nocat("archive = a\n");
+    try {
+        parse({"--config", nocat.file.string()});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.key(), "catalog");
+    }
+    try {
+        parse({"--config", "/nonexistent/job.ini"});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/job.ini"), std::string::npos);
+    }
+    Job lvl("catalog = c.txt\narchive = a\nlog_level = loud\n");
+    EXPECT_THROW(parse({"--config", lvl.file.string()}), ConfigError);
+}
+
+TEST(Config, DumpedConfigReadsBackIdentically) {
+    Job job("catalog = c.txt\narchive = a\ntypes = Ia, II\nfilter = r\nrequire_both = false\n");
+    const auto c = parse({"--config", job.file.string(), "--checkpoint_targets", "7"});
+    Job again(c.run.configText);
+    const auto d = parse({"--config", again.file.string()});
+    auto keysOnly = [](const std::string& text) {  // drop the comment lines naming the source file
+        std::string out, line;
+        std::istringstream in(text);
+        while (std::getline(in, line))
+            if (!line.empty() && line[0] != '#') out += line + "\n";
+        return out;
+    };
+    EXPECT_EQ(keysOnly(app::dumpConfig(d)), keysOnly(c.run.configText));
+    EXPECT_EQ(d.filter.types, (std::vector<std::string>{"Ia", "II"}));
+    EXPECT_FALSE(d.pipeline.select.requireBoth);
+    EXPECT_EQ(d.run.checkpointTargets, 7);
+}
