@@ -91,13 +91,16 @@ double moffatAlpha(double fwhmPx, double beta) {
 }
 
 namespace {
+// Where the cosine taper of the PSF wings starts, as a fraction of the truncation radius.
+constexpr double kTaperStart = 0.85;
+
 // The unnormalised, tapered elliptical Moffat.
 struct TaperedMoffat {
     double c = 1, s = 0, ia2 = 1, ib2 = 1, beta = 3, rho2Cut = 1, rho2Taper = 1, rhoCut = 1;
 
     TaperedMoffat(double alphaMajor, double alphaMinor, double cosPa, double sinPa, double b, double rho)
         : c(cosPa), s(sinPa), ia2(1.0 / (alphaMajor * alphaMajor)), ib2(1.0 / (alphaMinor * alphaMinor)), beta(b),
-          rho2Cut(rho * rho), rho2Taper(0.64 * rho * rho), rhoCut(rho) {}
+          rho2Cut(rho * rho), rho2Taper(kTaperStart * kTaperStart * rho * rho), rhoCut(rho) {}
 
     double operator()(double dx, double dy) const noexcept {
         const double xp = c * dx + s * dy, yp = -s * dx + c * dy;
@@ -105,7 +108,7 @@ struct TaperedMoffat {
         if (q >= rho2Cut) return 0.0;
         double v = std::exp(-beta * std::log1p(q));
         if (q > rho2Taper) {
-            const double t = (std::sqrt(q) - 0.8 * rhoCut) / (0.2 * rhoCut);
+            const double t = (std::sqrt(q) - kTaperStart * rhoCut) / ((1.0 - kTaperStart) * rhoCut);
             v *= 0.5 * (1.0 + std::cos(kPi * t));
         }
         return v;
@@ -348,7 +351,7 @@ IntrinsicStamp intrinsicStamp(const SersicGalaxy& g) {
     const double s1 = a * a + b * b + c * c + d * d, det = a * d - b * c;
     const double disc = std::sqrt(std::max(0.0, s1 * s1 - 4.0 * det * det));
     const double sigmaMin = std::sqrt(std::max(1e-300, 0.5 * (s1 - disc)));
-    constexpr double kTaperStart = 5.0, kCut = 6.0;
+    constexpr double kGalTaperStart = 5.0, kCut = 6.0;
     const double re = g.halfLightRadius;
     const double reachPx = kCut * re / sigmaMin;
     const double rePx = re / sigmaMin;
@@ -372,7 +375,7 @@ IntrinsicStamp intrinsicStamp(const SersicGalaxy& g) {
         const double rho = std::sqrt(mm * mm + nn * nn);
         if (rho >= kCut) return 0.0;
         double v = std::exp(-bn * std::pow(rho, invN));
-        if (rho > kTaperStart) v *= 0.5 * (1.0 + std::cos(kPi * (rho - kTaperStart) / (kCut - kTaperStart)));
+        if (rho > kGalTaperStart) v *= 0.5 * (1.0 + std::cos(kPi * (rho - kGalTaperStart) / (kCut - kGalTaperStart)));
         return v;
     };
     double sum = 0.0;

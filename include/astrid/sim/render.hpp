@@ -23,15 +23,17 @@ namespace astrid::sim {
 ///   positionAngleDeg:  major axis angle, counter-clockwise from +x towards +y (pixel frame).
 ///   wingFraction:      the profile is truncated where the untruncated Moffat still has this fraction of
 ///                      its flux outside (elliptical radius rho_R with (1 + rho_R^2)^(1 - beta) = wingFraction);
-///                      a cosine taper takes it to zero between 0.8 rho_R and rho_R, and the result is
-///                      renormalised to unit integral. With the default 1e-3 the core is ~0.15% above the
-///                      untruncated Moffat of the same flux and the rendered total flux is exact.
+///                      a cosine taper takes it to zero between 0.85 rho_R and rho_R, and the result is
+///                      renormalised to unit integral. So the rendered total flux is exact, and with the
+///                      default 5e-4 the core lies < 0.1% above the untruncated Moffat of the same flux
+///                      (measured: <= 0.09% over beta 2.5-4). Support radius (ceil(alpha_major rho_R)):
+///                      53 px for fwhm 4.5 / beta 2.5, 20 px for fwhm 4.5 / beta 4, 13 px for 2.5 / 4.
 struct MoffatPsf {
     double fwhmPx = 3.0;
     double beta = 3.0;
     double ellipticity = 0.0;
     double positionAngleDeg = 0.0;
-    double wingFraction = 1e-3;
+    double wingFraction = 5e-4;
 };
 
 /// Moffat core width alpha (pixels) of a circular Moffat with this FWHM and beta:

@@ -13,16 +13,29 @@
 // Conventions: pixels 0-based, centres at integers, x the column; sky ICRS degrees; dates MJD (UTC);
 // image values ADU, bias-subtracted, flat-fielded (the sky is the only background). A magnitude is
 // zeroPoint - 2.5 log10(flux in ADU, whole exposure). Everything is a pure function of the config:
-// each target draws from its own random streams, derived from (seed, target index, epoch, purpose),
-// so the result does not depend on the order of generation; the same config gives byte-identical
-// files on any platform with IEEE doubles (std distributions are not used).
+// each target draws from its own random streams, derived from (seed, purpose, target index, epoch),
+// so a target's images do not depend on the order of generation or on how many targets there are.
+// The same config gives byte-identical files on the same platform; the uniform/normal/Poisson
+// transforms are our own (the std distributions differ between standard libraries), so only last-bit
+// differences of libm could make another platform differ.
+//
+// The targets: named per discovery year in catalog order like real SNe (2021aa, 2021ab, 2022aa, ...),
+// type Ia (70%) or II, discovered in 2021-2022 (integer MJD), peak 6-18 days later (max_date in the
+// catalog is the true peak), |Dec| < 70 deg; target 0 always has -9.5 < Dec < -1 deg so that the SAI
+// detached-sign declination ("- 7 39 48.267") is in every catalog. Positions are quantised to the SAI
+// precision (0.0001 s, 0.001") so the catalog read back gives the true position.
+// Epochs: the reference 100-300 days before discovery, science epochs from 1-4 days after it, 5-20
+// days apart. The transient (Bazin light curve, peak mag in [transientPeakMagMin, Max]) has zero flux
+// at the reference epoch. Its host galaxy centre is 0.5-2" from it.
 //
 // Realism choices worth knowing (defaults):
 //   - zero point 28.5 for the whole exposure (not 25): with a dark r-band sky of ~21 mag/arcsec^2 at
-//     0.5"/px that gives the "few hundred ADU" sky, and a 19.5 mag transient peak has S/N ~ 50; with a
-//     zero point of 25 and the same sky it would be at S/N ~ 2.
+//     0.5"/px that gives the "few hundred ADU" sky, and a 19-20 mag transient peak has S/N ~ 30-60;
+//     with a zero point of 25 and the same sky it would be at S/N ~ 2.
 //   - one camera: the bad columns and the reference pixel are fixed in detector coordinates for the
 //     whole campaign; distortion (when asked) is the camera's and the same in every image.
+//   - per-epoch conditions (seeing, airmass, sky, gain, read noise) vary independently; header values
+//     are rounded to sensible digits and the rounded values are the truth (what the pixels used).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -56,9 +69,14 @@ struct SimConfig {
 
     // Scene.
     double starsPerMegapixel = 3000;  ///< mean star density (stars per 10^6 px of sky)
-    double starCountSlope = 0.33;     ///< dN/dm ~ 10^(slope m)
-    double starMagBright = 12.0;      ///< star magnitude range; with the default zero point the
-    double starMagFaint = 21.5;       ///< brightest few per field saturate, the faintest have S/N ~ 15
+    double starCountSlope = 0.30;     ///< dN/dm ~ 10^(slope m)
+    double starMagBright = 11.0;      ///< star magnitude range. With the default zero point ~7 stars per
+    double starMagFaint = 22.0;       ///< 1024^2 image saturate (~2 per 512^2), and the faintest are at the
+                                      ///< detection limit (S/N ~ 5), so completeness can be measured
+    int minSaturatedStars = 3;        ///< per target, stars that saturate in every epoch even in the worst
+                                      ///< seeing, placed inside every footprint; drawn from the bright end of
+                                      ///< the same power law when the field has fewer (a 512^2 field
+                                      ///< averages ~2 otherwise)
     double galaxiesPerMegapixel = 80; ///< background galaxies (a few tens per 512^2 image)
     double galaxyMagBright = 17.5, galaxyMagFaint = 22.5;  ///< background galaxies, dN/dm ~ 10^(0.4 m)
     double hostMagBright = 16.5, hostMagFaint = 18.5;
@@ -111,8 +129,8 @@ struct SimEpochTruth {
     double cd11 = 0.0, cd12 = 0.0, cd21 = 0.0, cd22 = 0.0;
     /// The target's pixel position minus the image centre ((size - 1) / 2): the pointing offset.
     double offsetXPx = 0.0, offsetYPx = 0.0;
-    /// CD = pixelScale * scaleFactor * [[-cos r, sin r], [sin r, cos r]] (r = rotationDeg): east left,
-    /// north up for r = 0, rotated counter-clockwise on the sky for r > 0.
+    /// CD = pixelScale * scaleFactor * [[-cos r, sin r], [sin r, cos r]] (r = rotationDeg): north up and
+    /// east left for r = 0; the pixel +y axis points at position angle r (east of north).
     double rotationDeg = 0.0, scaleFactor = 1.0;
     double targetX = 0.0, targetY = 0.0;  ///< pixel position of the target (transient) in this image
     // Sky(x, y) = skyLevel * (1 + skyGradX u + skyGradY v + skyCurvature (u^2 + v^2)),
