@@ -40,11 +40,7 @@ int cmdSimulate(int argc, char** argv) {
     c.pixelScaleArcsec = vm["pixel-scale"].as<double>();
     c.filter = vm["filter"].as<std::string>();
     c.galaxies = !vm.count("no-galaxies");
-    const std::string dist = vm["distortion"].as<std::string>();
-    if (dist == "none") c.distortion = sim::Distortion::None;
-    else if (dist == "sip") c.distortion = sim::Distortion::Sip;
-    else if (dist == "tpv") c.distortion = sim::Distortion::Tpv;
-    else throw ConfigError("must be none, sip or tpv, not '" + dist + "'", "distortion");
+    c.distortion = sim::parseDistortion(vm["distortion"].as<std::string>());
     if (c.targets < 1) throw ConfigError("must be >= 1", "targets");
     if (c.epochs < 1) throw ConfigError("must be >= 1", "epochs");
     if (c.sizePx < 128) throw ConfigError("must be >= 128", "size");

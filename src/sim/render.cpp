@@ -7,8 +7,11 @@
 #include <cmath>
 #include <complex>
 #include <map>
+#include <mutex>
 #include <numbers>
 #include <string>
+
+#include <fftw3.h>
 
 #include "astrid/core/error.hpp"
 
@@ -258,63 +261,44 @@ void renderPointSource(Image<float>& image, double x, double y, double flux, con
 }
 
 // ---------------------------------------------------------------------------------------------
-// FFT (radix 2): the sim module does not link FFTW, and galaxy stamps are small powers of two.
+// FFT: FFTW complex 2-D transforms (unnormalised, like FFTW itself) on small power-of-two stamps.
 
 namespace {
 using Cplx = std::complex<double>;
+static_assert(sizeof(Cplx) == sizeof(fftw_complex), "std::complex<double> is layout-compatible with fftw_complex");
+
+std::mutex g_fftwPlanMutex;  // FFTW's planner is not thread-safe; execution is
 
 class Fft {
 public:
-    explicit Fft(int n) : n_(n), twiddle_(static_cast<std::size_t>(n / 2)), rev_(static_cast<std::size_t>(n)) {
-        for (int k = 0; k < n / 2; ++k)
-            twiddle_[static_cast<std::size_t>(k)] = std::polar(1.0, -2.0 * kPi * k / n);
-        int bits = 0;
-        while ((1 << bits) < n) ++bits;
-        for (int i = 0; i < n; ++i) {
-            int r = 0;
-            for (int b = 0; b < bits; ++b)
-                if (i & (1 << b)) r |= 1 << (bits - 1 - b);
-            rev_[static_cast<std::size_t>(i)] = r;
-        }
+    explicit Fft(int n) : n_(n) {
+        std::vector<Cplx> scratch(static_cast<std::size_t>(n) * static_cast<std::size_t>(n));
+        auto* buf = reinterpret_cast<fftw_complex*>(scratch.data());
+        std::lock_guard lock(g_fftwPlanMutex);
+        // FFTW_UNALIGNED: executed later on other std::vector buffers (new-array execute).
+        forward_ = fftw_plan_dft_2d(n, n, buf, buf, FFTW_FORWARD, FFTW_ESTIMATE | FFTW_UNALIGNED);
+        backward_ = fftw_plan_dft_2d(n, n, buf, buf, FFTW_BACKWARD, FFTW_ESTIMATE | FFTW_UNALIGNED);
+        if (!forward_ || !backward_) throw DataError("FFTW could not plan a " + std::to_string(n) + "^2 transform");
     }
+    ~Fft() {
+        std::lock_guard lock(g_fftwPlanMutex);
+        if (forward_) fftw_destroy_plan(forward_);
+        if (backward_) fftw_destroy_plan(backward_);
+    }
+    Fft(const Fft&) = delete;
+    Fft& operator=(const Fft&) = delete;
     int size() const { return n_; }
 
-    // In-place 1-D transform of n contiguous values; inverse is unnormalised.
-    void transform(Cplx* a, bool inverse) const {
-        const int n = n_;
-        for (int i = 0; i < n; ++i) {
-            const int r = rev_[static_cast<std::size_t>(i)];
-            if (i < r) std::swap(a[i], a[r]);
-        }
-        for (int len = 2; len <= n; len <<= 1) {
-            const int half = len / 2, step = n / len;
-            for (int i = 0; i < n; i += len)
-                for (int k = 0; k < half; ++k) {
-                    Cplx w = twiddle_[static_cast<std::size_t>(k * step)];
-                    if (inverse) w = std::conj(w);
-                    const Cplx u = a[i + k], v = a[i + k + half] * w;
-                    a[i + k] = u + v;
-                    a[i + k + half] = u - v;
-                }
-        }
-    }
-
-    // 2-D n x n, row-major.
+    /// In-place 2-D n x n transform, row-major; the inverse is unnormalised.
     void transform2d(std::vector<Cplx>& data, bool inverse) const {
-        const auto n = static_cast<std::size_t>(n_);
-        for (std::size_t r = 0; r < n; ++r) transform(&data[r * n], inverse);
-        std::vector<Cplx> col(n);
-        for (std::size_t c = 0; c < n; ++c) {
-            for (std::size_t r = 0; r < n; ++r) col[r] = data[r * n + c];
-            transform(col.data(), inverse);
-            for (std::size_t r = 0; r < n; ++r) data[r * n + c] = col[r];
-        }
+        auto* p = reinterpret_cast<fftw_complex*>(data.data());
+        fftw_execute_dft(inverse ? backward_ : forward_, p, p);
     }
 
 private:
     int n_;
-    std::vector<Cplx> twiddle_;
-    std::vector<int> rev_;
+    fftw_plan forward_ = nullptr;
+    fftw_plan backward_ = nullptr;
 };
 
 int nextPow2(int v) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <numbers>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -354,10 +355,31 @@ TEST_F(SimCampaign, WritesTheLayoutAndACatalogThatReadsBack) {
 
     // The job file: exactly the documented keys; its windows select every epoch.
     const std::string job = readBytes(summary_->jobPath);
-    EXPECT_EQ(job, "# astrid job file written by `astrid simulate` (seed 7)\ncatalog = catalog.txt\narchive = "
-                   "archive\noutput = campaign.h5\ndays_before = " +
-                       std::to_string(summary_->jobDaysBefore) + "\ndays_after = " +
-                       std::to_string(summary_->jobDaysAfter) + "\n");
+    const std::string head = "# astrid job file written by `astrid simulate` (seed 7)\ncatalog = catalog.txt\narchive = "
+                             "archive\noutput = campaign.h5\ndays_before = " +
+                             std::to_string(summary_->jobDaysBefore) + "\ndays_after = " +
+                             std::to_string(summary_->jobDaysAfter) + "\n";
+    EXPECT_EQ(job.substr(0, head.size()), head);
+    const auto pos = job.find("\nmin_overlap = ");
+    ASSERT_NE(pos, std::string::npos) << job;
+    const double minOverlap = std::stod(job.substr(pos + 15));
+    EXPECT_GT(minOverlap, 0.0);
+    EXPECT_LE(minOverlap, 0.85);
+    // The written min_overlap admits every simulated reference/science pair.
+    for (const auto& t : summary_->targets) {
+        std::optional<wcs::SkyWcs> ref;
+        for (const auto& e : summary_->epochs) {
+            if (e.targetName != t.name) continue;
+            const auto w = wcs::SkyWcs::fromHeader(fits::readImage(summary_->archiveDir + "/../" + e.file).header);
+            if (e.epoch == 0) {
+                ref = w;
+                continue;
+            }
+            ASSERT_TRUE(ref);
+            const int n = 256;  // smallConfig().sizePx
+            EXPECT_GE(wcs::footprintOverlap(w, n, n, *ref, n, n), minOverlap) << e.file;
+        }
+    }
     for (const auto& e : summary_->epochs) {
         const auto& t = *std::find_if(summary_->targets.begin(), summary_->targets.end(),
                                       [&](const catalog::Target& x) { return x.name == e.targetName; });
