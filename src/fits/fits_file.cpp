@@ -245,7 +245,7 @@ Image<T> FitsFile::readImageAs(int datatype) const {
         shape[1] > std::numeric_limits<int>::max() / 4)
         throw FitsError("implausible image size " + std::to_string(shape[0]) + " x " + std::to_string(shape[1]), path_,
                         currentHdu());
-    Image<T> img(static_cast<int>(shape[0]), static_cast<int>(shape[1]));
+    Image<T> img(static_cast<int>(shape[0]), static_cast<int>(shape[1]), Uninitialized{});  // cfitsio fills it
     const T nullValue = std::numeric_limits<T>::quiet_NaN();
     int anyNull = 0;
     // cfitsio applies BSCALE/BZERO and maps BLANK to nullValue.
@@ -371,13 +371,13 @@ ImagePlanes readImagePlanes(const std::string& spec) {
     if (auto v = plane({"VARIANCE", "VAR"})) {
         out.variance = std::move(*v);
     } else if (auto wt = plane({"WEIGHT", "WHT"})) {
-        out.variance = Image<float>(w, h);
+        out.variance = Image<float>(w, h, Uninitialized{});
         for (std::size_t i = 0; i < wt->size(); ++i) {
             const float x = wt->data()[i];
             out.variance.data()[i] = x > 0.0f ? 1.0f / x : std::numeric_limits<float>::infinity();
         }
     } else if (auto e = plane({"ERR", "SIGMA"})) {
-        out.variance = Image<float>(w, h);
+        out.variance = Image<float>(w, h, Uninitialized{});
         for (std::size_t i = 0; i < e->size(); ++i) out.variance.data()[i] = e->data()[i] * e->data()[i];
     }
     if (auto m = plane({"MASK", "DQ", "BPM"})) {

@@ -4,6 +4,10 @@
 // FITS 1-based indices appear only inside the fits/ and wcs/ modules.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -20,6 +24,28 @@ struct Box {
     Box intersect(const Box& o) const noexcept;
 };
 
+/// Allocator that leaves trivially constructible values uninitialised on resize: a reader that
+/// overwrites every pixel (FITS, FFT output) should not pay a zero-filling pass over the image.
+template <class T>
+struct DefaultInitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = DefaultInitAllocator<U>;
+    };
+    using std::allocator<T>::allocator;
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+
+/// Tag: construct an image whose pixels the caller overwrites before reading.
+struct Uninitialized {};
+
 /// A dense 2-D image owning its pixels, row-major.
 template <class T>
 class Image {
@@ -29,6 +55,10 @@ public:
     Image(int width, int height, T fill = T{})
         : width_(checkDim(width)), height_(checkDim(height)),
           pixels_(static_cast<std::size_t>(width_) * static_cast<std::size_t>(height_), fill) {}
+    /// Pixels left uninitialised: the caller must write every one before reading.
+    Image(int width, int height, Uninitialized)
+        : width_(checkDim(width)), height_(checkDim(height)),
+          pixels_(static_cast<std::size_t>(width_) * static_cast<std::size_t>(height_)) {}
 
     int width() const noexcept { return width_; }
     int height() const noexcept { return height_; }
@@ -59,7 +89,7 @@ private:
     }
     int width_ = 0;
     int height_ = 0;
-    std::vector<T> pixels_;
+    std::vector<T, DefaultInitAllocator<T>> pixels_;
 };
 
 /// Mask plane bits. Several may be set on one pixel.
