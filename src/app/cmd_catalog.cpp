@@ -36,9 +36,11 @@ int cmdCatalog(int argc, char** argv) {
     catalog::CatalogFilter filter;
     if (vm.count("min-year")) filter.minYear = vm["min-year"].as<int>();
     if (vm.count("limit")) filter.limit = static_cast<std::size_t>(vm["limit"].as<long long>());
-    if (vm.count("types"))
-        for (auto t : text::split(vm["types"].as<std::string>(), ','))
+    if (vm.count("types")) {
+        const std::string types = vm["types"].as<std::string>();  // split() returns views into it
+        for (auto t : text::split(types, ','))
             if (!text::trim(t).empty()) filter.types.emplace_back(text::trim(t));
+    }
     const auto report = catalog::readCatalog(vm["file"].as<std::string>(),
                                              parseCatalogFormat(vm["format"].as<std::string>()), filter);
     std::cout << report.file << " (" << catalog::formatName(report.format) << "): " << report.dataRows

@@ -136,9 +136,11 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
         if (lim < 0) throw ConfigError("must be >= 0", "limit");
         c.filter.limit = static_cast<std::size_t>(lim);
     }
-    if (vm.count("types"))
-        for (auto t : text::split(get<std::string>(vm, "types"), ','))
+    if (vm.count("types")) {
+        const std::string types = get<std::string>(vm, "types");  // split() returns views into it
+        for (auto t : text::split(types, ','))
             if (!text::trim(t).empty()) c.filter.types.emplace_back(text::trim(t));
+    }
     auto& s = c.pipeline.select;
     s.daysBefore = get<double>(vm, "days_before");
     s.refMarginDays = get<double>(vm, "ref_margin_days");
