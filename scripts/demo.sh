@@ -5,10 +5,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$(realpath -m "${1:-demo}")"
 build="$here/build"
-bash "$here/scripts/setup.sh" "$build" > "$out.setup.log" 2>&1 || { cat "$out.setup.log"; exit 1; }
+mkdir -p "$out"
+echo "== setting up (Debian packages, build); log: $out/setup.log"
+bash "$here/scripts/setup.sh" "$build" > "$out/setup.log" 2>&1 || { tail -50 "$out/setup.log"; exit 1; }
 mpi_flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
-mkdir -p "$out"
 "$build/astrid" simulate --out "$out/sim" --targets 8 --epochs 3 --size 512 --seed 1
 mpirun "${mpi_flags[@]}" -n 2 "$build/astrid" run --config "$out/sim/campaign.ini" --output "$out/campaign.h5"
 echo

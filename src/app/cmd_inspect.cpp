@@ -78,6 +78,18 @@ int cmdInspect(int argc, char** argv) {
                   << " s, max " << walls.back() << " s, sum " << sum << " s\n"
                   << std::defaultfloat;
     }
+    const auto issues = reader.catalogIssues();
+    if (!issues.empty()) {
+        std::map<std::string, int> byReason;
+        int rejected = 0;
+        for (const auto& i : issues) {
+            rejected += i.kind == 0;
+            ++byReason[std::string(i.kind == 0 ? "rejected: " : "excluded: ") + output::getText(i.category)];
+        }
+        std::cout << "  catalog rows not processed: " << issues.size() << " (" << rejected << " rejected, "
+                  << issues.size() - static_cast<std::size_t>(rejected) << " excluded)\n";
+        for (const auto& [reason, n] : byReason) std::cout << "    " << n << "  " << reason << "\n";
+    }
     std::cout << "  tables:\n";
     for (const auto& t : reader.tables()) std::cout << "    /" << t << ": " << reader.rowCount(t) << " rows\n";
     if (vm.count("failures")) {
