@@ -343,7 +343,9 @@ ImageHdu readImage(const std::string& spec) {
 }
 
 ImagePlanes readImagePlanes(const std::string& spec) {
-    auto [path, sel] = parseImageSpec(spec);
+    const auto parsed = parseImageSpec(spec);
+    const std::string& path = parsed.first;  // a plain variable: the lambda below captures it
+    const HduSelector& sel = parsed.second;
     FitsFile f = FitsFile::open(path);
     f.select(sel);
     ImagePlanes out;

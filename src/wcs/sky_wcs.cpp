@@ -54,8 +54,40 @@ wcsprm* deepCopy(const wcsprm* src) {
 bool isCelestial(const wcsprm* w) { return w->lng >= 0 && w->lat >= 0; }
 }  // namespace
 
+namespace {
+// Only WCS keywords (primary and alternate descriptions, distortions) reach wcspih, each a valid
+// FITS keyword with printable ASCII: wcslib's header lexer is not robust against arbitrary garbage
+// (found by fuzzing: a strcpy overflow inside wcspih on a mangled header).
+bool isWcsKey(const std::string& key) {
+    if (key.empty() || key.size() > 8) return false;
+    for (char c : key)
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+    static const char* kPrefixes[] = {"NAXIS", "WCSAXES", "CTYPE", "CUNIT", "CRVAL", "CRPIX", "CDELT", "CROTA",
+                                      "CD", "PC", "PV", "PS", "LONPOLE", "LATPOLE", "RADESYS", "RADECSYS",
+                                      "EQUINOX", "EPOCH", "MJD-OBS", "DATE-OBS", "MJDREF", "DATEREF", "WCSNAME",
+                                      "A_", "B_", "AP_", "BP_", "DP", "DQ", "CPDIS", "CQDIS", "CPERR", "CQERR",
+                                      "RESTFRQ", "RESTWAV", "SPECSYS", "VELREF"};
+    for (const char* p : kPrefixes)
+        if (key.rfind(p, 0) == 0) return true;
+    return false;
+}
+
+fits::Header wcsCards(const fits::Header& header) {
+    fits::Header out(header.source());
+    for (const fits::Card& c : header.cards()) {
+        if (!isWcsKey(c.key)) continue;
+        fits::Card clean = c;
+        for (char& ch : clean.value)
+            if (ch < 32 || ch > 126) ch = ' ';
+        clean.comment.clear();
+        out.append(std::move(clean));
+    }
+    return out;
+}
+}  // namespace
+
 SkyWcs SkyWcs::fromHeader(const fits::Header& header) {
-    const std::string cards = header.toCardString();
+    const std::string cards = wcsCards(header).toCardString();
     const int nkeyrec = static_cast<int>(cards.size() / 80);
     int nreject = 0, nwcs = 0;
     wcsprm* all = nullptr;
