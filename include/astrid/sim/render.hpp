@@ -109,7 +109,7 @@ struct SersicGalaxy {
 double sersicB(double n);
 
 /// Adds a galaxy convolved with the PSF: the intrinsic profile is pixel-integrated (adaptive sub-pixel
-/// sampling, finest at the centre) and convolved (radix-2 FFT on a stamp) with psf.pointKernel(); this
+/// sampling, finest at the centre) and convolved (FFTW on a stamp) with psf.pointKernel(); this
 /// equals integrating galaxy (x) PSF over each pixel to ~1e-4 for r_e >= 1 px. Throws DataError for
 /// invalid shape parameters.
 void renderGalaxy(Image<double>& image, const SersicGalaxy& galaxy, const PsfRenderer& psf);

@@ -1,0 +1,77 @@
+#pragma once
+// ZOGY proper image subtraction (Zackay, Ofek & Gal-Yam 2016, ApJ 830, 27; "ZOGY" below, equation
+// numbers theirs). Inputs are a science image N and a reference R already registered onto N's pixel
+// grid, both background-subtracted, with per-pixel variance images, a combined mask, and PSFs.
+//
+// Conventions: F_n = 1 (the science image defines the flux scale); F_r = fluxRatio is the
+// reference's flux per unit science flux (R ~ F_r x sky). Outputs:
+//   diff   = D / F_D: the proper difference in science ADU. A point source of science flux alpha
+//            that appears between the epochs shows as alpha x P_D (P_D has unit sum); the noise is
+//            white with standard deviation 1 / F_D (ZOGY eqs 13-15).
+//   score  = S (eq 17), the matched-filter image; for a point source S = alpha F_S at its centre.
+//   scorr  = S_corr (eq 25): S over the square root of its variance including the source noise of
+//            both images (eqs 26-28) and the astrometric noise (eqs 30-31); N(0, 1) where nothing
+//            changed. flux = S / F_S and fluxErr = sqrt(V(S)) / F_S give a PSF-photometry estimate.
+// Large images are processed in overlapping tiles (like the BlackGEM/MeerLICHT pipeline): memory is
+// bounded by the tile size and the PSF may differ per tile (the providers are asked at each tile
+// centre). Masked pixels are replaced by zero (the background) with background variance before the
+// transforms, so a saturated core cannot ring across the image, and are flagged in `mask` of the
+// result together with the pixels their kernels touch.
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "astrid/core/image.hpp"
+
+namespace astrid::diff {
+
+/// A PSF at a position: a (2h+1) x (2h+1) stamp with unit sum, the image of a point source located at
+/// the centre of the stamp's centre pixel. Coordinates are 0-based pixels of the science grid.
+using PsfProvider = std::function<Image<double>(double x, double y)>;
+
+struct ZogyConfig {
+    int tilePx = 1024;                ///< tile size (core, without overlap); <= 0: the whole image at once
+    int overlapPx = 0;                ///< margin around each tile; 0: 3 x the largest PSF half-size
+    double astrometricSigmaXPx = 0.0; ///< registration noise sigma_x (px), e.g. the matched-star RMS / sqrt(2)
+    double astrometricSigmaYPx = 0.0;
+    bool sourceNoise = true;          ///< use the full variance images in S_corr (else only sigma_n, sigma_r)
+    std::uint16_t badMask = 0xFFFF;   ///< mask bits that exclude a pixel
+    double psfFloor = 1e-8;           ///< relative floor on the denominators, against division by ~0
+};
+
+struct ZogyInput {
+    const Image<float>* science = nullptr;          ///< N, background-subtracted, ADU
+    const Image<float>* reference = nullptr;        ///< R on the science grid, background-subtracted
+    const Image<float>* scienceVariance = nullptr;  ///< ADU^2, including source noise
+    const Image<float>* referenceVariance = nullptr;
+    const Image<std::uint16_t>* mask = nullptr;     ///< combined mask on the science grid (may be null)
+    PsfProvider sciencePsf;
+    PsfProvider referencePsf;
+    double fluxRatio = 1.0;  ///< F_r (reference flux per unit science flux)
+    /// Background noise sigma of each image (ADU); <= 0: the median of sqrt(variance) of each tile.
+    double sigmaScience = 0.0;
+    double sigmaReference = 0.0;
+};
+
+struct ZogyResult {
+    Image<float> diff;    ///< D / F_D, science ADU
+    Image<float> score;   ///< S
+    Image<float> scorr;   ///< S_corr
+    Image<float> scoreVariance;  ///< V(S) used for S_corr
+    Image<std::uint16_t> mask;   ///< input mask plus Edge where a kernel reached a masked pixel or the border
+    double fD = 0.0;      ///< F_D of the central tile (eq 15)
+    double fS = 0.0;      ///< F_S of the central tile: flux = S / F_S
+    double sigmaScience = 0.0, sigmaReference = 0.0;  ///< used in the central tile
+    Image<double> psfD;   ///< P_D at the image centre (stamp, unit sum)
+    int tiles = 0;
+    int fftWidth = 0, fftHeight = 0;  ///< transform size of a tile
+};
+
+/// Runs ZOGY. Throws DataError for inconsistent inputs (sizes differ, missing PSFs, non-positive
+/// noise, a PSF stamp without finite positive sum).
+ZogyResult zogy(const ZogyInput& input, const ZogyConfig& config = {});
+
+/// The smallest n >= minimum whose prime factors are 2, 3, 5 and 7 (FFTW's fast sizes).
+int goodFftSize(int minimum);
+
+}  // namespace astrid::diff
