@@ -15,35 +15,20 @@ namespace {
 using fft::Buffer;
 using fft::Complex;
 using fft::Plan2d;
-constexpr double kTwoPi = 2.0 * std::numbers::pi;
+using fft::Real;
 
 bool isBad(const Image<std::uint16_t>* mask, std::uint16_t bad, int x, int y) {
     return mask && ((*mask)(x, y) & bad) != 0;
 }
 
-/// Median of sqrt(variance) over the good pixels of a region: the background noise of a tile.
-double medianSigma(const Image<float>& var, const Image<std::uint16_t>* mask, std::uint16_t bad, const Box& box) {
-    std::vector<float> v;
-    v.reserve(static_cast<std::size_t>(box.width()) * static_cast<std::size_t>(box.height()));
-    for (int y = box.y0; y < box.y1; ++y)
-        for (int x = box.x0; x < box.x1; ++x) {
-            const float s = var(x, y);
-            if (!isBad(mask, bad, x, y) && std::isfinite(s) && s > 0.0f) v.push_back(s);
-        }
-    if (v.empty()) return 0.0;
-    auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-    std::nth_element(v.begin(), mid, v.end());
-    return std::sqrt(static_cast<double>(*mid));
-}
-
 /// Places a centred PSF stamp with its centre pixel at the origin (wrapped), as FFT convolution wants.
-void embedPsf(const Image<double>& stamp, Buffer<double>& out, int w, int h) {
+void embedPsf(const Image<double>& stamp, Buffer<Real>& out, int w, int h) {
     std::fill(out.data(), out.data() + out.size(), 0.0);
     const int hx = stamp.width() / 2, hy = stamp.height() / 2;
     for (int j = 0; j < stamp.height(); ++j)
         for (int i = 0; i < stamp.width(); ++i) {
             const int x = ((i - hx) % w + w) % w, y = ((j - hy) % h + h) % h;
-            out[static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x)] += stamp(i, j);
+            out[static_cast<std::size_t>(y) * static_cast<std::size_t>(w) + static_cast<std::size_t>(x)] += static_cast<Real>(stamp(i, j));
         }
 }
 
@@ -57,13 +42,120 @@ void checkStamp(const Image<double>& s, const char* which) {
 }  // namespace
 
 int goodFftSize(int minimum) {
-    for (int n = std::max(minimum, 1);; ++n) {
+    // Multiples of 16 whose other factors are 3 and 5: the sizes FFTW's codelets do fastest
+    // (measured: 1152^2 r2c+c2r 14 ms against 17.6 ms for 1120^2, FFTW_ESTIMATE).
+    for (int n = std::max(minimum, 16);; ++n) {
+        if (n % 16 != 0) continue;
         int m = n;
-        for (int p : {2, 3, 5, 7})
+        for (int p : {2, 3, 5})
             while (m % p == 0) m /= p;
         if (m == 1) return n;
     }
 }
+
+namespace {
+/// Everything that depends only on the PSFs, the noise levels and the transform shape: computed
+/// once and reused by every tile with the same PSF stamps (the common case of a constant PSF).
+struct Kernels {
+    Image<double> psfN, psfR;
+    double sn = 0, sr = 0;
+    int fw = 0, fh = 0;
+    Buffer<Complex> dN, dR;    // D^ = dN N^ - dR R^            (eq 13)
+    Buffer<Complex> kN, kR;    // S_N^ = kN N^, S_R^ = kR R^      (eqs 28-29)
+    Buffer<Complex> kN2, kR2;  // spectra of k_n^2 and k_r^2     (eqs 26-27)
+    double sumKn2 = 0, sumKr2 = 0;
+    double fD = 0, fS = 0;
+    Image<double> psfD;
+
+    bool matches(const Image<double>& n, const Image<double>& r, double sN, double sR, int w, int h) const {
+        auto same = [](const Image<double>& a, const Image<double>& b) {
+            return a.width() == b.width() && a.height() == b.height() &&
+                   std::equal(a.pixels().begin(), a.pixels().end(), b.pixels().begin());
+        };
+        return fw == w && fh == h && sn == sN && sr == sR && same(psfN, n) && same(psfR, r);
+    }
+};
+
+void buildKernels(Kernels& k, const Image<double>& psfN, const Image<double>& psfR, double sn, double sr, double Fr,
+                  int fw, int fh, double psfFloor) {
+    const Plan2d& plan = Plan2d::get(fw, fh);
+    const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
+    const double norm = 1.0 / static_cast<double>(nr);
+    k.psfN = psfN, k.psfR = psfR, k.sn = sn, k.sr = sr, k.fw = fw, k.fh = fh;
+    Buffer<Real> pn(nr), pr(nr);
+    embedPsf(psfN, pn, fw, fh);
+    embedPsf(psfR, pr, fw, fh);
+    Buffer<Complex> Pn(nc), Pr(nc);
+    plan.forward(pn, Pn);
+    plan.forward(pr, Pr);
+    const std::complex<double> pn0(Pn[0]), pr0(Pr[0]);  // normalise to unit sum exactly
+    const double sn2 = sn * sn, sr2 = sr * sr;
+    k.fD = Fr / std::sqrt(sn2 * Fr * Fr + sr2);  // eq 15
+    const double floorD2 = psfFloor * (sn2 * Fr * Fr + sr2);
+    k.dN = Buffer<Complex>(nc), k.dR = Buffer<Complex>(nc), k.kN = Buffer<Complex>(nc), k.kR = Buffer<Complex>(nc);
+    Buffer<Complex> PD(nc), tmp(nc);
+    const int wc = fw / 2 + 1;
+    double fS = 0.0;
+    for (int j = 0; j < fh; ++j)
+        for (int i = 0; i < wc; ++i) {
+            const std::size_t q = static_cast<std::size_t>(j) * static_cast<std::size_t>(wc) + static_cast<std::size_t>(i);
+            const std::complex<double> p_n = std::complex<double>(Pn[q]) / pn0, p_r = std::complex<double>(Pr[q]) / pr0;
+            const double an = std::norm(p_n), ar = std::norm(p_r);
+            const double d2 = sn2 * Fr * Fr * ar + sr2 * an + floorD2;  // eq 12, squared
+            const double sq = std::sqrt(d2);
+            k.dN[q] = Complex(Fr * p_r / sq);
+            k.dR[q] = Complex(p_n / sq);
+            k.kN[q] = Complex(Fr * Fr * ar * std::conj(p_n) / d2);
+            k.kR[q] = Complex(Fr * an * std::conj(p_r) / d2);
+            PD[q] = Complex(Fr * p_n * p_r / (k.fD * sq));  // eq 14
+            // F_S (eq 42) over the full spectrum: interior half-spectrum columns count twice.
+            const double weight = (i == 0 || (fw % 2 == 0 && i == fw / 2)) ? 1.0 : 2.0;
+            fS += weight * Fr * Fr * an * ar / d2;
+        }
+    k.fS = fS * norm;
+    // k_n^2 and k_r^2 in real space, then their spectra.
+    auto squaredSpectrum = [&](const Buffer<Complex>& K, Buffer<Complex>& out, double& sum) {
+        std::copy(K.data(), K.data() + nc, tmp.data());
+        Buffer<Real> kr(nr);
+        plan.inverse(tmp, kr);
+        sum = 0.0;
+        for (std::size_t q = 0; q < nr; ++q) {
+            const double v = kr[q] * norm;
+            kr[q] = static_cast<Real>(v * v);
+            sum += v * v;
+        }
+        out = Buffer<Complex>(nc);
+        plan.forward(kr, out);
+    };
+    squaredSpectrum(k.kN, k.kN2, k.sumKn2);
+    squaredSpectrum(k.kR, k.kR2, k.sumKr2);
+    Buffer<Real> pd(nr);
+    plan.inverse(PD, pd);
+    const int half = std::max({psfN.width(), psfN.height(), psfR.width(), psfR.height()}) / 2;
+    k.psfD = Image<double>(2 * half + 1, 2 * half + 1, 0.0);
+    for (int j = -half; j <= half; ++j)
+        for (int i = -half; i <= half; ++i) {
+            const int x = (i + fw) % fw, y = (j + fh) % fh;
+            k.psfD(i + half, j + half) = pd[static_cast<std::size_t>(y) * static_cast<std::size_t>(fw) + static_cast<std::size_t>(x)] * norm;
+        }
+}
+
+/// Median of sqrt(variance) over (a regular subsample of at most ~1M of) the good pixels.
+double imageSigma(const Image<float>& var, const Image<std::uint16_t>* mask, std::uint16_t bad) {
+    const std::size_t n = var.size();
+    const std::size_t stride = std::max<std::size_t>(1, n / (1u << 20));
+    std::vector<float> v;
+    v.reserve(n / stride + 1);
+    for (std::size_t i = 0; i < n; i += stride) {
+        const float s = var.data()[i];
+        if ((!mask || (mask->data()[i] & bad) == 0) && std::isfinite(s) && s > 0.0f) v.push_back(s);
+    }
+    if (v.empty()) return 0.0;
+    auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+    std::nth_element(v.begin(), mid, v.end());
+    return std::sqrt(static_cast<double>(*mid));
+}
+}  // namespace
 
 ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
     if (!in.science || !in.reference || !in.scienceVariance || !in.referenceVariance)
@@ -80,20 +172,32 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
         throw DataError("zogy: flux ratio must be finite and > 0 (got " + std::to_string(in.fluxRatio) + ")");
     const std::uint16_t bad = cfg.badMask;
     const double Fr = in.fluxRatio;  // F_n = 1
+    const double sn = in.sigmaScience > 0 ? in.sigmaScience : imageSigma(*in.scienceVariance, in.mask, bad);
+    const double sr = in.sigmaReference > 0 ? in.sigmaReference : imageSigma(*in.referenceVariance, in.mask, bad);
+    if (!(sn > 0.0) || !(sr > 0.0)) throw DataError("zogy: no usable pixels to estimate the background noise");
+    const float vnBackground = static_cast<float>(sn * sn), vrBackground = static_cast<float>(sr * sr);
 
     ZogyResult out;
-    out.diff = Image<float>(W, H, std::numeric_limits<float>::quiet_NaN());
-    out.score = Image<float>(W, H, std::numeric_limits<float>::quiet_NaN());
-    out.scorr = Image<float>(W, H, std::numeric_limits<float>::quiet_NaN());
-    out.scoreVariance = Image<float>(W, H, std::numeric_limits<float>::quiet_NaN());
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    out.diff = Image<float>(W, H, nan);
+    out.score = Image<float>(W, H, nan);
+    out.scorr = Image<float>(W, H, nan);
+    if (cfg.keepScoreVariance) out.scoreVariance = Image<float>(W, H, nan);
     out.mask = in.mask ? *in.mask : Image<std::uint16_t>(W, H, 0);
+    out.sigmaScience = sn;
+    out.sigmaReference = sr;
 
     const int core = cfg.tilePx > 0 ? cfg.tilePx : std::max(W, H);
     const int nx = (W + core - 1) / core, ny = (H + core - 1) / core;
-    // Equal tiles: no sliver tiles at the right/top edge.
-    const int tw = (W + nx - 1) / nx, th = (H + ny - 1) / ny;
-    const double cx = 0.5 * (W - 1), cy = 0.5 * (H - 1);
+    const int tw = (W + nx - 1) / nx, th = (H + ny - 1) / ny;  // equal tiles: no slivers at the edges
+    const double sx2 = cfg.astrometricSigmaXPx * cfg.astrometricSigmaXPx;
+    const double sy2 = cfg.astrometricSigmaYPx * cfg.astrometricSigmaYPx;
+    const bool astrometric = sx2 > 0.0 || sy2 > 0.0;
 
+    Kernels k;
+    Buffer<Real> n, r, vn, vr, D, SN, SR, V;
+    Buffer<Complex> Nh, Rh, Vh, Vr, work;
+    double bestCentre = std::numeric_limits<double>::infinity();
     for (int ty = 0; ty < ny; ++ty)
         for (int tx = 0; tx < nx; ++tx) {
             const Box tile{tx * tw, ty * th, std::min(W, (tx + 1) * tw), std::min(H, (ty + 1) * th)};
@@ -108,163 +212,81 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             const int fw = goodFftSize(region.width()), fh = goodFftSize(region.height());
             const Plan2d& plan = Plan2d::get(fw, fh);
             const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
-            const double norm = 1.0 / static_cast<double>(nr);
-            const Box inImage = region.intersect(Box{0, 0, W, H});
+            const Real norm = static_cast<Real>(1.0 / static_cast<double>(nr));
+            if (!k.matches(psfN, psfR, sn, sr, fw, fh)) buildKernels(k, psfN, psfR, sn, sr, Fr, fw, fh, cfg.psfFloor);
+            if (n.size() != nr) {
+                n = Buffer<Real>(nr), r = Buffer<Real>(nr), D = Buffer<Real>(nr), SN = Buffer<Real>(nr),
+                SR = Buffer<Real>(nr), Nh = Buffer<Complex>(nc), Rh = Buffer<Complex>(nc), work = Buffer<Complex>(nc);
+                if (cfg.sourceNoise)
+                    vn = Buffer<Real>(nr), vr = Buffer<Real>(nr), V = Buffer<Real>(nr), Vh = Buffer<Complex>(nc),
+                    Vr = Buffer<Complex>(nc);
+            }
 
-            const double sn = in.sigmaScience > 0 ? in.sigmaScience : medianSigma(*in.scienceVariance, in.mask, bad, inImage);
-            const double sr = in.sigmaReference > 0 ? in.sigmaReference : medianSigma(*in.referenceVariance, in.mask, bad, inImage);
-            if (!(sn > 0.0) || !(sr > 0.0))
-                throw DataError("zogy: no usable pixels to estimate the background noise of the tile at (" +
-                                std::to_string(tile.x0) + ", " + std::to_string(tile.y0) + ")");
-
-            // Load the tile (offset: region.x0/y0 at FFT index 0). Bad or missing pixels become the
-            // background (0) with background variance: nothing bright is left to ring.
-            Buffer<double> n(nr), r(nr), vn(nr), vr(nr);
+            // Load the tile (region.x0/y0 at FFT index 0). Bad or missing pixels become the background
+            // (0) with background variance: nothing bright is left to ring.
             for (int j = 0; j < fh; ++j)
                 for (int i = 0; i < fw; ++i) {
                     const int x = region.x0 + i, y = region.y0 + j;
-                    const std::size_t k = static_cast<std::size_t>(j) * static_cast<std::size_t>(fw) + static_cast<std::size_t>(i);
-                    const bool inside = x >= 0 && y >= 0 && x < W && y < H && x < region.x1 && y < region.y1;
-                    bool good = inside && !isBad(in.mask, bad, x, y);
-                    double a = 0, b = 0, va = sn * sn, vb = sr * sr;
-                    if (good) {
-                        a = (*in.science)(x, y);
-                        b = (*in.reference)(x, y);
-                        if (cfg.sourceNoise) {
-                            va = (*in.scienceVariance)(x, y);
-                            vb = (*in.referenceVariance)(x, y);
+                    const std::size_t q = static_cast<std::size_t>(j) * static_cast<std::size_t>(fw) + static_cast<std::size_t>(i);
+                    float a = 0, b = 0, va = vnBackground, vb = vrBackground;
+                    if (x >= 0 && y >= 0 && x < W && y < H && x < region.x1 && y < region.y1 && !isBad(in.mask, bad, x, y)) {
+                        const float a0 = (*in.science)(x, y), b0 = (*in.reference)(x, y);
+                        const float va0 = (*in.scienceVariance)(x, y), vb0 = (*in.referenceVariance)(x, y);
+                        if (std::isfinite(a0) && std::isfinite(b0) && std::isfinite(va0) && std::isfinite(vb0) && va0 > 0 && vb0 > 0) {
+                            a = a0, b = b0;
+                            if (cfg.sourceNoise) va = va0, vb = vb0;
                         }
-                        good = std::isfinite(a) && std::isfinite(b) && std::isfinite(va) && std::isfinite(vb) && va > 0 && vb > 0;
-                        if (!good) a = b = 0, va = sn * sn, vb = sr * sr;
                     }
-                    n[k] = a, r[k] = b, vn[k] = va, vr[k] = vb;
+                    n[q] = a, r[q] = b;
+                    if (cfg.sourceNoise) vn[q] = va, vr[q] = vb;
                 }
-
-            Buffer<double> pn(nr), pr(nr);
-            embedPsf(psfN, pn, fw, fh);
-            embedPsf(psfR, pr, fw, fh);
-            Buffer<Complex> Pn(nc), Pr(nc), Nh(nc), Rh(nc);
-            plan.forward(pn, Pn);
-            plan.forward(pr, Pr);
             plan.forward(n, Nh);
             plan.forward(r, Rh);
-            // Normalise the PSFs to unit sum exactly (P(0) = 1).
-            const Complex pn0 = Pn[0], pr0 = Pr[0];
-            const double sn2 = sn * sn, sr2 = sr * sr;
-            const double fD = Fr / std::sqrt(sn2 * Fr * Fr + sr2);  // eq 15
-            const double floorD2 = cfg.psfFloor * (sn2 * Fr * Fr + sr2);
-
-            Buffer<Complex> Dh(nc), Sh(nc), Kn(nc), Kr(nc), SNh(nc), SRh(nc);
-            double fS = 0.0;
-            const int wc = fw / 2 + 1;
-            for (int j = 0; j < fh; ++j)
-                for (int i = 0; i < wc; ++i) {
-                    const std::size_t k = static_cast<std::size_t>(j) * static_cast<std::size_t>(wc) + static_cast<std::size_t>(i);
-                    const Complex p_n = Pn[k] / pn0, p_r = Pr[k] / pr0;
-                    const double an = std::norm(p_n), ar = std::norm(p_r);
-                    const double d2 = sn2 * Fr * Fr * ar + sr2 * an + floorD2;  // eq 12 denominator squared
-                    const double sq = std::sqrt(d2);
-                    Dh[k] = (Fr * p_r * Nh[k] - p_n * Rh[k]) / sq;                  // eq 13
-                    Kn[k] = Fr * Fr * ar * std::conj(p_n) / d2;                      // eq 28
-                    Kr[k] = Fr * an * std::conj(p_r) / d2;                           // eq 29
-                    SNh[k] = Kn[k] * Nh[k];
-                    SRh[k] = Kr[k] * Rh[k];
-                    Sh[k] = SNh[k] - SRh[k];                                         // eq 17 = k_n N - k_r R
-                    // F_S (eq 42) over the full spectrum: interior half-spectrum columns count twice.
-                    const double weight = (i == 0 || (fw % 2 == 0 && i == fw / 2)) ? 1.0 : 2.0;
-                    fS += weight * Fr * Fr * an * ar / d2;
-                }
-            fS *= norm;
-
-            // D and S.
-            Buffer<double> D(nr), S(nr);
-            plan.inverse(Dh, D);
-            plan.inverse(Sh, S);
-            // V(S_N) = V_n (x) k_n^2, V(S_R) = V_r (x) k_r^2 (eqs 26-27).
-            auto varianceTerm = [&](Buffer<Complex>& K, Buffer<double>& v) {
-                Buffer<double> kr(nr);
-                Buffer<Complex> tmp(nc);
-                std::copy(K.data(), K.data() + nc, tmp.data());
-                plan.inverse(tmp, kr);
-                for (std::size_t q = 0; q < nr; ++q) kr[q] = (kr[q] * norm) * (kr[q] * norm);
-                Buffer<Complex> K2(nc), V(nc);
-                plan.forward(kr, K2);
-                plan.forward(v, V);
-                for (std::size_t q = 0; q < nc; ++q) V[q] *= K2[q];
-                Buffer<double> outv(nr);
-                plan.inverse(V, outv);
-                for (std::size_t q = 0; q < nr; ++q) outv[q] *= norm;
-                return outv;
-            };
-            Buffer<double> VSN = varianceTerm(Kn, vn);
-            Buffer<double> VSR = varianceTerm(Kr, vr);
-            // Astrometric noise (eqs 30-31): sigma_x^2 (dS/dx)^2 + sigma_y^2 (dS/dy)^2 for S_N and S_R.
-            Buffer<double> Vast(nr);
-            std::fill(Vast.data(), Vast.data() + nr, 0.0);
-            const double sx2 = cfg.astrometricSigmaXPx * cfg.astrometricSigmaXPx;
-            const double sy2 = cfg.astrometricSigmaYPx * cfg.astrometricSigmaYPx;
-            if (sx2 > 0.0 || sy2 > 0.0) {
-                Buffer<Complex> G(nc);
-                Buffer<double> g(nr);
-                for (Buffer<Complex>* part : {&SNh, &SRh})
-                    for (int axis = 0; axis < 2; ++axis) {
-                        const double s2 = axis == 0 ? sx2 : sy2;
-                        if (s2 <= 0.0) continue;
-                        for (int j = 0; j < fh; ++j)
-                            for (int i = 0; i < wc; ++i) {
-                                const std::size_t k = static_cast<std::size_t>(j) * static_cast<std::size_t>(wc) + static_cast<std::size_t>(i);
-                                // Signed frequency in cycles per pixel; the Nyquist term has no derivative.
-                                double f = 0.0;
-                                if (axis == 0) f = (fw % 2 == 0 && i == fw / 2) ? 0.0 : static_cast<double>(i) / fw;
-                                else {
-                                    const int jj = j <= fh / 2 ? j : j - fh;
-                                    f = (fh % 2 == 0 && j == fh / 2) ? 0.0 : static_cast<double>(jj) / fh;
-                                }
-                                G[k] = (*part)[k] * Complex(0.0, kTwoPi * f);
-                            }
-                        plan.inverse(G, g);
-                        for (std::size_t q = 0; q < nr; ++q) Vast[q] += s2 * (g[q] * norm) * (g[q] * norm);
-                    }
+            for (std::size_t q = 0; q < nc; ++q) work[q] = k.dN[q] * Nh[q] - k.dR[q] * Rh[q];
+            plan.inverse(work, D);
+            for (std::size_t q = 0; q < nc; ++q) work[q] = k.kN[q] * Nh[q];
+            plan.inverse(work, SN);
+            for (std::size_t q = 0; q < nc; ++q) work[q] = k.kR[q] * Rh[q];
+            plan.inverse(work, SR);
+            // V(S) = V_n (x) k_n^2 + V_r (x) k_r^2 (eqs 26-27), one inverse transform for both.
+            if (cfg.sourceNoise) {
+                plan.forward(vn, Vh);
+                plan.forward(vr, Vr);
+                for (std::size_t q = 0; q < nc; ++q) work[q] = Vh[q] * k.kN2[q] + Vr[q] * k.kR2[q];
+                plan.inverse(work, V);
             }
+            const double constantV = sn * sn * k.sumKn2 + sr * sr * k.sumKr2;
 
-            // The tile's core goes to the output.
             for (int y = tile.y0; y < tile.y1; ++y)
                 for (int x = tile.x0; x < tile.x1; ++x) {
-                    const std::size_t k = static_cast<std::size_t>(y - region.y0) * static_cast<std::size_t>(fw) +
-                                          static_cast<std::size_t>(x - region.x0);
                     if (isBad(in.mask, bad, x, y) || !std::isfinite((*in.science)(x, y)) || !std::isfinite((*in.reference)(x, y)))
                         continue;  // NaN stays
-                    const double s = S[k] * norm;
-                    const double v = VSN[k] + VSR[k] + Vast[k];
-                    out.diff(x, y) = static_cast<float>(D[k] * norm / fD);
+                    const std::size_t fwq = static_cast<std::size_t>(fw);
+                    const std::size_t q = static_cast<std::size_t>(y - region.y0) * fwq + static_cast<std::size_t>(x - region.x0);
+                    const double sN = SN[q] * norm, sR = SR[q] * norm;
+                    const double s = sN - sR;  // eq 17
+                    double v = cfg.sourceNoise ? V[q] * norm : constantV;
+                    if (astrometric) {
+                        // Astrometric noise (eqs 30-31) with central differences of S_N and S_R.
+                        const double dxN = 0.5 * (SN[q + 1] - SN[q - 1]) * norm, dyN = 0.5 * (SN[q + fwq] - SN[q - fwq]) * norm;
+                        const double dxR = 0.5 * (SR[q + 1] - SR[q - 1]) * norm, dyR = 0.5 * (SR[q + fwq] - SR[q - fwq]) * norm;
+                        v += sx2 * (dxN * dxN + dxR * dxR) + sy2 * (dyN * dyN + dyR * dyR);
+                    }
+                    out.diff(x, y) = static_cast<float>(D[q] * norm / k.fD);
                     out.score(x, y) = static_cast<float>(s);
-                    out.scoreVariance(x, y) = static_cast<float>(v);
                     out.scorr(x, y) = static_cast<float>(v > 0 ? s / std::sqrt(v) : 0.0);
+                    if (cfg.keepScoreVariance) out.scoreVariance(x, y) = static_cast<float>(v);
                 }
 
-            const bool central = px - 0.5 * tw <= cx && cx < px + 0.5 * tw + 1 && py - 0.5 * th <= cy && cy < py + 0.5 * th + 1;
-            if (central || out.tiles == 0) {
-                out.fD = fD;
-                out.fS = fS;
-                out.sigmaScience = sn;
-                out.sigmaReference = sr;
+            // Report the tile nearest the image centre.
+            const double dc = std::hypot(px - 0.5 * (W - 1), py - 0.5 * (H - 1));
+            if (dc < bestCentre) {
+                bestCentre = dc;
+                out.fD = k.fD;
+                out.fS = k.fS;
+                out.psfD = k.psfD;
                 out.fftWidth = fw;
                 out.fftHeight = fh;
-                // P_D (eq 14) as a stamp of the PSFs' size.
-                Buffer<Complex> PD(nc);
-                for (std::size_t k = 0; k < nc; ++k) {
-                    const Complex p_n = Pn[k] / pn0, p_r = Pr[k] / pr0;
-                    const double d2 = sn2 * Fr * Fr * std::norm(p_r) + sr2 * std::norm(p_n) + floorD2;
-                    PD[k] = Fr * p_n * p_r / (fD * std::sqrt(d2));
-                }
-                Buffer<double> pd(nr);
-                plan.inverse(PD, pd);
-                out.psfD = Image<double>(2 * half + 1, 2 * half + 1, 0.0);
-                for (int j = -half; j <= half; ++j)
-                    for (int i = -half; i <= half; ++i) {
-                        const int x = (i + fw) % fw, y = (j + fh) % fh;
-                        out.psfD(i + half, j + half) = pd[static_cast<std::size_t>(y) * static_cast<std::size_t>(fw) + static_cast<std::size_t>(x)] * norm;
-                    }
             }
             ++out.tiles;
         }

@@ -264,6 +264,6 @@ TEST(Zogy, RejectsInconsistentInput) {
     in.sciencePsf = [even](double, double) { return even; };
     in.referencePsf = [even](double, double) { return even; };
     EXPECT_THROW(diff::zogy(in), DataError);  // even stamp
-    EXPECT_EQ(diff::goodFftSize(1031), 1050);
+    EXPECT_EQ(diff::goodFftSize(1031), 1152);  // 2^7 * 3^2
     EXPECT_EQ(diff::goodFftSize(1024), 1024);
 }

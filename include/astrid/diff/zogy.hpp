@@ -37,6 +37,7 @@ struct ZogyConfig {
     bool sourceNoise = true;          ///< use the full variance images in S_corr (else only sigma_n, sigma_r)
     std::uint16_t badMask = 0xFFFF;   ///< mask bits that exclude a pixel
     double psfFloor = 1e-8;           ///< relative floor on the denominators, against division by ~0
+    bool keepScoreVariance = false;   ///< also return V(S) (one more image of memory)
 };
 
 struct ZogyInput {
@@ -48,7 +49,7 @@ struct ZogyInput {
     PsfProvider sciencePsf;
     PsfProvider referencePsf;
     double fluxRatio = 1.0;  ///< F_r (reference flux per unit science flux)
-    /// Background noise sigma of each image (ADU); <= 0: the median of sqrt(variance) of each tile.
+    /// Background noise sigma of each image (ADU); <= 0: the median of sqrt(variance) over the image.
     double sigmaScience = 0.0;
     double sigmaReference = 0.0;
 };
@@ -57,12 +58,12 @@ struct ZogyResult {
     Image<float> diff;    ///< D / F_D, science ADU
     Image<float> score;   ///< S
     Image<float> scorr;   ///< S_corr
-    Image<float> scoreVariance;  ///< V(S) used for S_corr
+    Image<float> scoreVariance;  ///< V(S) used for S_corr (empty unless keepScoreVariance)
     Image<std::uint16_t> mask;   ///< input mask plus Edge where a kernel reached a masked pixel or the border
-    double fD = 0.0;      ///< F_D of the central tile (eq 15)
-    double fS = 0.0;      ///< F_S of the central tile: flux = S / F_S
-    double sigmaScience = 0.0, sigmaReference = 0.0;  ///< used in the central tile
-    Image<double> psfD;   ///< P_D at the image centre (stamp, unit sum)
+    double fD = 0.0;      ///< F_D (eq 15)
+    double fS = 0.0;      ///< F_S of the tile nearest the centre: flux = S / F_S
+    double sigmaScience = 0.0, sigmaReference = 0.0;  ///< background noise used
+    Image<double> psfD;   ///< P_D of the tile nearest the centre (stamp, unit sum)
     int tiles = 0;
     int fftWidth = 0, fftHeight = 0;  ///< transform size of a tile
 };
@@ -71,7 +72,7 @@ struct ZogyResult {
 /// noise, a PSF stamp without finite positive sum).
 ZogyResult zogy(const ZogyInput& input, const ZogyConfig& config = {});
 
-/// The smallest n >= minimum whose prime factors are 2, 3, 5 and 7 (FFTW's fast sizes).
+/// The smallest n >= minimum that is a multiple of 16 with no prime factor above 5 (FFTW's fast sizes).
 int goodFftSize(int minimum);
 
 }  // namespace astrid::diff
