@@ -1,5 +1,6 @@
 #include "fft.hpp"
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -10,14 +11,33 @@
 namespace astrid::diff::fft {
 namespace {
 std::mutex g_planMutex;
+unsigned g_effort = FFTW_ESTIMATE;
+}
+
+void setEffort(bool measure) {
+    std::lock_guard lock(g_planMutex);
+    g_effort = measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+}
+
+std::string exportWisdom() {
+    std::lock_guard lock(g_planMutex);
+    char* text = fftwf_export_wisdom_to_string();
+    std::string out = text ? text : "";
+    std::free(text);
+    return out;
+}
+
+bool importWisdom(const std::string& wisdom) {
+    std::lock_guard lock(g_planMutex);
+    return fftwf_import_wisdom_from_string(wisdom.c_str()) != 0;
 }
 
 Plan2d::Plan2d(int w, int h) : w_(w), h_(h) {
     Buffer<Real> r(realSize());
     Buffer<Complex> c(spectrumSize());
-    // FFTW_ESTIMATE: no timing runs at plan time. Shared MEASURE wisdom is a later optimisation.
-    r2c_ = fftwf_plan_dft_r2c_2d(h, w, r.data(), reinterpret_cast<fftwf_complex*>(c.data()), FFTW_ESTIMATE);
-    c2r_ = fftwf_plan_dft_c2r_2d(h, w, reinterpret_cast<fftwf_complex*>(c.data()), r.data(), FFTW_ESTIMATE);
+    // Called with g_planMutex held (from get()).
+    r2c_ = fftwf_plan_dft_r2c_2d(h, w, r.data(), reinterpret_cast<fftwf_complex*>(c.data()), g_effort);
+    c2r_ = fftwf_plan_dft_c2r_2d(h, w, reinterpret_cast<fftwf_complex*>(c.data()), r.data(), g_effort);
     if (!r2c_ || !c2r_)
         throw DataError("FFTW cannot plan a " + std::to_string(w) + " x " + std::to_string(h) + " transform");
 }

@@ -8,6 +8,7 @@
 #include <complex>
 #include <cstddef>
 #include <new>
+#include <string>
 #include <utility>
 
 namespace astrid::diff::fft {
@@ -45,6 +46,11 @@ private:
     std::size_t n_ = 0;
     T* p_ = nullptr;
 };
+
+/// Process-wide planner effort (FFTW_MEASURE when true) and wisdom text, behind the plan mutex.
+void setEffort(bool measure);
+std::string exportWisdom();
+bool importWisdom(const std::string& wisdom);
 
 /// Real <-> half-complex 2-D transforms of one shape (height rows of width columns; the spectrum has
 /// height x (width / 2 + 1) values). Unnormalised like FFTW: inverse(forward(x)) = width*height*x.

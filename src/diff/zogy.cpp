@@ -2,6 +2,7 @@
 #include "astrid/diff/zogy.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -12,6 +13,8 @@
 
 namespace astrid::diff {
 namespace {
+using Clock = std::chrono::steady_clock;
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 using fft::Buffer;
 using fft::Complex;
 using fft::Plan2d;
@@ -40,6 +43,10 @@ void checkStamp(const Image<double>& s, const char* which) {
     if (!(sum > 0.0) || !std::isfinite(sum)) throw DataError(std::string(which) + " PSF stamp has no positive finite sum");
 }
 }  // namespace
+
+void setFftEffort(FftEffort effort) { fft::setEffort(effort == FftEffort::Measure); }
+std::string exportFftWisdom() { return fft::exportWisdom(); }
+bool importFftWisdom(const std::string& wisdom) { return fft::importWisdom(wisdom); }
 
 int goodFftSize(int minimum) {
     // Multiples of 16 whose other factors are 3 and 5: the sizes FFTW's codelets do fastest
@@ -213,7 +220,10 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             const Plan2d& plan = Plan2d::get(fw, fh);
             const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
             const Real norm = static_cast<Real>(1.0 / static_cast<double>(nr));
+            auto t0 = Clock::now();
             if (!k.matches(psfN, psfR, sn, sr, fw, fh)) buildKernels(k, psfN, psfR, sn, sr, Fr, fw, fh, cfg.psfFloor);
+            auto t1 = Clock::now();
+            out.timing.kernelsS += seconds(t0, t1);
             if (n.size() != nr) {
                 n = Buffer<Real>(nr), r = Buffer<Real>(nr), D = Buffer<Real>(nr), SN = Buffer<Real>(nr),
                 SR = Buffer<Real>(nr), Nh = Buffer<Complex>(nc), Rh = Buffer<Complex>(nc), work = Buffer<Complex>(nc);
@@ -240,6 +250,8 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
                     n[q] = a, r[q] = b;
                     if (cfg.sourceNoise) vn[q] = va, vr[q] = vb;
                 }
+            t0 = Clock::now();
+            out.timing.loadS += seconds(t1, t0);
             plan.forward(n, Nh);
             plan.forward(r, Rh);
             for (std::size_t q = 0; q < nc; ++q) work[q] = k.dN[q] * Nh[q] - k.dR[q] * Rh[q];
@@ -256,6 +268,8 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
                 plan.inverse(work, V);
             }
             const double constantV = sn * sn * k.sumKn2 + sr * sr * k.sumKr2;
+            t1 = Clock::now();
+            out.timing.transformsS += seconds(t0, t1);
 
             for (int y = tile.y0; y < tile.y1; ++y)
                 for (int x = tile.x0; x < tile.x1; ++x) {
@@ -278,6 +292,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
                     if (cfg.keepScoreVariance) out.scoreVariance(x, y) = static_cast<float>(v);
                 }
 
+            out.timing.outputS += seconds(t1, Clock::now());
             // Report the tile nearest the image centre.
             const double dc = std::hypot(px - 0.5 * (W - 1), py - 0.5 * (H - 1));
             if (dc < bestCentre) {
@@ -293,28 +308,44 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
 
     // Flag pixels whose kernels reach a bad pixel or the image border (their values are less
     // certain): a separable box dilation of the bad-pixel map by the P_D half-size.
+    const auto tMask = Clock::now();
     const int reach = out.psfD.width() / 2;
-    Image<std::uint8_t> rows(W, H, 0), near(W, H, 0);
+    // Rows: mark [x - reach, x + reach] around every bad pixel (a running "last bad x").
+    Image<std::uint8_t> rows(W, H, 0);
+    bool anyBad = false;
+    if (in.mask)
+        for (int y = 0; y < H; ++y) {
+            const std::uint16_t* m = &(*in.mask)(0, y);
+            std::uint8_t* o = &rows(0, y);
+            int last = -1 - 2 * reach;
+            for (int x = 0; x < W + reach; ++x) {
+                if (x < W && (m[x] & bad)) last = x, anyBad = true;
+                const int xo = x - reach;
+                if (xo >= 0 && last >= xo - reach) o[xo] = 1;
+            }
+        }
+    // Columns, row-major: a per-column count of marked rows inside the sliding window [y - r, y + r].
+    std::vector<int> count(static_cast<std::size_t>(W), 0);
+    auto addRow = [&](int y, int sign) {
+        if (y < 0 || y >= H) return;
+        const std::uint8_t* o = &rows(0, y);
+        for (int x = 0; x < W; ++x) count[static_cast<std::size_t>(x)] += sign * o[x];
+    };
+    if (anyBad)
+        for (int y = 0; y < reach && y < H; ++y) addRow(y, 1);
+    const std::uint16_t edge = bits(MaskBit::Edge);
     for (int y = 0; y < H; ++y) {
-        int last = -1 - 2 * reach;  // x of the last bad pixel seen
-        for (int x = 0; x < W + reach; ++x) {
-            if (x < W && isBad(in.mask, bad, x, y)) last = x;
-            const int xo = x - reach;  // window [xo - reach, xo + reach] contains `last`?
-            if (xo >= 0 && xo < W && last >= xo - reach) rows(xo, y) = 1;
+        if (anyBad) {
+            addRow(y + reach, 1);
+            addRow(y - reach - 1, -1);
         }
-    }
-    for (int x = 0; x < W; ++x) {
-        int last = -1 - 2 * reach;
-        for (int y = 0; y < H + reach; ++y) {
-            if (y < H && rows(x, y)) last = y;
-            const int yo = y - reach;
-            if (yo >= 0 && yo < H && last >= yo - reach) near(x, yo) = 1;
-        }
-    }
-    for (int y = 0; y < H; ++y)
+        std::uint16_t* m = &out.mask(0, y);
+        const bool borderRow = y < reach || y >= H - reach;
         for (int x = 0; x < W; ++x)
-            if (near(x, y) || x < reach || y < reach || x >= W - reach || y >= H - reach)
-                out.mask(x, y) = static_cast<std::uint16_t>(out.mask(x, y) | bits(MaskBit::Edge));
+            if (borderRow || x < reach || x >= W - reach || count[static_cast<std::size_t>(x)] > 0)
+                m[x] = static_cast<std::uint16_t>(m[x] | edge);
+    }
+    out.timing.maskS = seconds(tMask, Clock::now());
     return out;
 }
 
