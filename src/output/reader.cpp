@@ -105,6 +105,10 @@ std::vector<CatalogIssueRow> RunReader::catalogIssues() const {
     return impl_->read<CatalogIssueRow>(kCatalogIssuesTable, h5types::catalogIssueRow());
 }
 
+std::vector<DifferenceRunRow> RunReader::differenceRuns() const {
+    return impl_->read<DifferenceRunRow>(kDifferenceRunsTable, h5types::differenceRunRow());
+}
+
 namespace {
 std::string csvQuote(const std::string& s) {
     if (s.find_first_of(",\"\n") == std::string::npos) return s;

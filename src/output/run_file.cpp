@@ -43,7 +43,7 @@ struct RunFile::Impl {
         h5::Handle dataset;
         h5::Handle type;
     };
-    Table targets, observations, catalogIssues;
+    Table targets, observations, catalogIssues, differenceRuns;
 
     Table createTable(const char* name, h5::Handle type, const char* description) {
         const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {kChunkRows};
@@ -125,6 +125,8 @@ RunFile RunFile::create(const std::string& path, const RunMetadata& meta, const 
                                            "every observation listed for a processed target, with its role and status");
     impl->catalogIssues = impl->createTable(kCatalogIssuesTable, h5types::catalogIssueRow(),
                                             "catalog rows rejected by the parser or excluded by a filter, with reasons");
+    impl->differenceRuns = impl->createTable(kDifferenceRunsTable, h5types::differenceRunRow(),
+                                             "one row per science epoch differenced against the reference (ZOGY)");
     return RunFile(std::move(impl));
 }
 
@@ -136,6 +138,10 @@ void RunFile::appendObservations(std::span<const ObservationRow> rows, std::uint
 }
 void RunFile::appendCatalogIssues(std::span<const CatalogIssueRow> rows, std::uint64_t offset, std::uint64_t total) {
     impl_->append(impl_->catalogIssues, rows.data(), rows.size(), offset, total, kCatalogIssuesTable);
+}
+
+void RunFile::appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total) {
+    impl_->append(impl_->differenceRuns, rows.data(), rows.size(), offset, total, kDifferenceRunsTable);
 }
 
 void RunFile::flush() {
@@ -153,6 +159,7 @@ void RunFile::finish(const RunEnd& end) {
     impl_->targets = {};
     impl_->observations = {};
     impl_->catalogIssues = {};
+    impl_->differenceRuns = {};
     impl_->dxpl.reset();
     impl_->file.close(impl_->path + ": closing the output file");
 }

@@ -51,4 +51,47 @@ std::vector<ObservationRow> toObservationRows(const pipeline::TargetResult& r) {
     return rows;
 }
 
+std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& r) {
+    std::vector<DifferenceRunRow> rows;
+    rows.reserve(r.differences.size());
+    for (const auto& d : r.differences) {
+        DifferenceRunRow row{};
+        row.targetId = r.target.id;
+        row.scienceObsId = d.scienceObsId;
+        row.referenceObsId = d.referenceObsId;
+        setText(row.algorithm, d.algorithm);
+        setText(row.parameters, d.parameters);
+        row.status = static_cast<std::int8_t>(d.status);
+        setText(row.failStage, pipeline::stageName(d.failStage));
+        setText(row.failReason, d.failReason);
+        row.noiseLevel = d.noiseLevel;
+        row.detectionThreshold = d.detectionThreshold;
+        row.candidatesFound = d.candidatesFound;
+        row.fwhmSci = d.fwhmSciencePx;
+        row.fwhmRef = d.fwhmReferencePx;
+        row.psfStarsSci = d.psfStarsScience;
+        row.psfStarsRef = d.psfStarsReference;
+        row.fluxRatio = d.fluxRatio;
+        row.fluxRatioErr = d.fluxRatioErr;
+        row.fluxRatioStars = d.fluxRatioStars;
+        row.astrometricRmsPx = d.astrometricRmsPx;
+        row.matchedStars = d.matchedStars;
+        row.sigmaSci = d.sigmaScience;
+        row.sigmaRef = d.sigmaReference;
+        row.fD = d.fD;
+        row.fS = d.fS;
+        row.scorrStd = d.scorrStd;
+        row.quality = d.quality;
+        setText(row.diffPath, d.diffPath);
+        setText(row.scorrPath, d.scorrPath);
+        row.backgroundS = d.backgroundS;
+        row.psfS = d.psfS;
+        row.registrationS = d.registrationS;
+        row.zogyS = d.zogyS;
+        row.wallS = d.wallS;
+        rows.push_back(row);
+    }
+    return rows;
+}
+
 }  // namespace astrid::output

@@ -72,6 +72,46 @@ h5::Handle observationRow() {
     return t;
 }
 
+h5::Handle differenceRunRow() {
+    using T = DifferenceRunRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "science_obs_id", scienceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "reference_obs_id", referenceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "algorithm", algorithm, str(r.algorithm).get());
+    MEMBER(T, "parameters", parameters, str(r.parameters).get());
+    MEMBER(T, "status", status, targetStatus().get());
+    MEMBER(T, "fail_stage", failStage, str(r.failStage).get());
+    MEMBER(T, "fail_reason", failReason, str(r.failReason).get());
+    MEMBER(T, "noise_level", noiseLevel, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "detection_threshold", detectionThreshold, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "candidates_found", candidatesFound, H5T_NATIVE_INT32);
+    MEMBER(T, "fwhm_sci", fwhmSci, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "fwhm_ref", fwhmRef, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "psf_stars_sci", psfStarsSci, H5T_NATIVE_INT32);
+    MEMBER(T, "psf_stars_ref", psfStarsRef, H5T_NATIVE_INT32);
+    MEMBER(T, "flux_ratio", fluxRatio, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_ratio_err", fluxRatioErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_ratio_stars", fluxRatioStars, H5T_NATIVE_INT32);
+    MEMBER(T, "astrometric_rms_px", astrometricRmsPx, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "matched_stars", matchedStars, H5T_NATIVE_INT32);
+    MEMBER(T, "sigma_sci", sigmaSci, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "sigma_ref", sigmaRef, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "f_d", fD, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "f_s", fS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "scorr_std", scorrStd, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "quality", quality, H5T_NATIVE_UINT32);
+    MEMBER(T, "diff_path", diffPath, str(r.diffPath).get());
+    MEMBER(T, "scorr_path", scorrPath, str(r.scorrPath).get());
+    MEMBER(T, "background_s", backgroundS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "psf_s", psfS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "registration_s", registrationS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "zogy_s", zogyS, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "wall_s", wallS, H5T_NATIVE_DOUBLE);
+    return t;
+}
+
 h5::Handle catalogIssueRow() {
     using T = CatalogIssueRow;
     h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));

@@ -6,4 +6,5 @@ namespace astrid::output::h5types {
 h5::Handle targetRow();
 h5::Handle observationRow();
 h5::Handle catalogIssueRow();
+h5::Handle differenceRunRow();
 }  // namespace astrid::output::h5types

@@ -191,15 +191,20 @@ public:
     void checkpoint(std::vector<TargetResult>& results) {
         std::vector<output::TargetRow> targetRows;
         std::vector<output::ObservationRow> obsRows;
+        std::vector<output::DifferenceRunRow> diffRows;
         for (const auto& r : results) {
             targetRows.push_back(output::toTargetRow(r));
             auto o = output::toObservationRows(r);
             obsRows.insert(obsRows.end(), o.begin(), o.end());
+            auto d = output::toDifferenceRunRows(r);
+            diffRows.insert(diffRows.end(), d.begin(), d.end());
         }
         auto [tOff, tTot] = offsets(targetRows.size());
         auto [oOff, oTot] = offsets(obsRows.size());
+        auto [dOff, dTot] = offsets(diffRows.size());
         file_->appendTargets(targetRows, tOff, tTot);
         file_->appendObservations(obsRows, oOff, oTot);
+        file_->appendDifferenceRuns(diffRows, dOff, dTot);
         file_->flush();
         results.clear();
         ++summary_.checkpoints;

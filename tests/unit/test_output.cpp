@@ -71,7 +71,7 @@ TEST(Output, WriteAndReadBackSerially) {
     EXPECT_EQ(output::getText(targets[2].name), "2021a2");
     EXPECT_EQ(rd.observations().size(), 6u);
     EXPECT_EQ(rd.rowCount("catalog_issues"), 0u);
-    EXPECT_EQ(rd.tables(), (std::vector<std::string>{"catalog_issues", "observations", "targets"}));
+    EXPECT_EQ(rd.tables(), (std::vector<std::string>{"catalog_issues", "difference_runs", "observations", "targets"}));
     std::ostringstream csv;
     rd.writeCsv("targets", csv);
     const std::string text = csv.str();

@@ -28,6 +28,7 @@ public:
     std::vector<TargetRow> targets() const;
     std::vector<ObservationRow> observations() const;
     std::vector<CatalogIssueRow> catalogIssues() const;
+    std::vector<DifferenceRunRow> differenceRuns() const;
 
     /// Writes any compound table as CSV (header of member names; enums by name; strings quoted
     /// when needed). Throws H5Error when the table does not exist.

@@ -50,6 +50,7 @@ public:
     void appendTargets(std::span<const TargetRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendObservations(std::span<const ObservationRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendCatalogIssues(std::span<const CatalogIssueRow> rows, std::uint64_t offset, std::uint64_t total);
+    void appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total);
 
     /// Makes everything written so far durable on disk (H5Fflush).
     void flush();

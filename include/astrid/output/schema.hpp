@@ -18,6 +18,7 @@ inline constexpr int kSchemaVersion = 1;
 inline constexpr const char* kTargetsTable = "targets";
 inline constexpr const char* kObservationsTable = "observations";
 inline constexpr const char* kCatalogIssuesTable = "catalog_issues";
+inline constexpr const char* kDifferenceRunsTable = "difference_runs";
 
 /// Copies `s` into a fixed char array, NUL-padded; too-long text ends with "..." so the truncation shows.
 template <std::size_t N>
@@ -86,7 +87,36 @@ struct CatalogIssueRow {
     std::array<char, 160> detail;
 };
 
+/// /difference_runs: one row per science epoch differenced (or failing to be).
+struct DifferenceRunRow {
+    std::int64_t targetId;
+    std::int64_t scienceObsId;
+    std::int64_t referenceObsId;
+    std::array<char, 16> algorithm;
+    std::array<char, 256> parameters;
+    std::int8_t status;  ///< pipeline::TargetStatus: 0 ok, 1 failed
+    std::array<char, 16> failStage;
+    std::array<char, 192> failReason;
+    double noiseLevel;   ///< std of D, science ADU
+    double detectionThreshold;
+    std::int32_t candidatesFound;
+    double fwhmSci, fwhmRef;  ///< px
+    std::int32_t psfStarsSci, psfStarsRef;
+    double fluxRatio, fluxRatioErr;
+    std::int32_t fluxRatioStars;
+    double astrometricRmsPx;
+    std::int32_t matchedStars;
+    double sigmaSci, sigmaRef;  ///< background noise, ADU
+    double fD, fS;
+    double scorrStd;
+    std::uint32_t quality;
+    std::array<char, 256> diffPath;
+    std::array<char, 256> scorrPath;
+    double backgroundS, psfS, registrationS, zogyS, wallS;
+};
+
 TargetRow toTargetRow(const pipeline::TargetResult& r);
+std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& r);
 std::vector<ObservationRow> toObservationRows(const pipeline::TargetResult& r);
 
 }  // namespace astrid::output

@@ -17,6 +17,40 @@ enum class TargetStatus : std::int8_t { Ok = 0, Failed = 1, Skipped = 2 };
 enum class Stage : std::int8_t { None = 0, Archive, Select, Load, Validate, Internal };
 std::string stageName(Stage stage);
 
+/// Quality flags of a difference (bit mask, /difference_runs.quality).
+enum class DiffQuality : std::uint32_t {
+    FewMatchedStars = 1u << 0,     ///< fewer matched stars than SelectionConfig asks for a confident fit
+    LargeAstrometricRms = 1u << 1, ///< matched-star residual RMS above the limit
+    PatternMatched = 1u << 2,      ///< the WCS guess failed; registration came from asterism matching
+    PsfFallback = 1u << 3,         ///< an analytic Moffat PSF was used for one of the images
+    ScorrWide = 1u << 4,           ///< robust std of S_corr off 1 by more than 10%
+};
+
+/// One science epoch differenced against the reference (the AstrID DifferenceRun fields and more).
+struct DifferenceRun {
+    std::int64_t scienceObsId = -1, referenceObsId = -1;
+    std::string algorithm = "zogy";
+    std::string parameters;         ///< the settings that shaped this difference, "key=value;..."
+    TargetStatus status = TargetStatus::Ok;
+    Stage failStage = Stage::None;
+    std::string failReason;
+    double noiseLevel = 0.0;        ///< standard deviation of D in science ADU (1 / F_D)
+    double detectionThreshold = 5.0;  ///< S_corr threshold the detection stage uses
+    int candidatesFound = -1;       ///< -1 until detection runs on this difference
+    double fwhmSciencePx = 0.0, fwhmReferencePx = 0.0;
+    int psfStarsScience = 0, psfStarsReference = 0;
+    double fluxRatio = 0.0, fluxRatioErr = 0.0;  ///< reference flux per unit science flux
+    int fluxRatioStars = 0;
+    double astrometricRmsPx = 0.0;  ///< matched-star residual RMS after registration
+    int matchedStars = 0;
+    double sigmaScience = 0.0, sigmaReference = 0.0;  ///< background noise, ADU
+    double fD = 0.0, fS = 0.0;
+    double scorrStd = 0.0;          ///< robust standard deviation of S_corr over good pixels
+    std::uint32_t quality = 0;      ///< DiffQuality bits
+    std::string diffPath, scorrPath;  ///< FITS files when the job writes them
+    double backgroundS = 0.0, psfS = 0.0, registrationS = 0.0, zogyS = 0.0, wallS = 0.0;
+};
+
 /// Everything a target produced: plain data the runner ships to the writer.
 struct TargetResult {
     catalog::Target target;
@@ -25,6 +59,7 @@ struct TargetResult {
     std::string failReason;
     std::vector<archive::Observation> observations;  ///< every listed observation with its status
     int nEpochs = 0;        ///< science epochs used
+    std::vector<DifferenceRun> differences;  ///< one per science epoch that reached differencing
     double wallSeconds = 0.0;
     int rank = 0;           ///< set by the runner
 };
