@@ -9,6 +9,7 @@
 #include "astrid/archive/archive.hpp"
 #include "astrid/core/error.hpp"
 #include "astrid/core/log.hpp"
+#include "astrid/diff/zogy.hpp"
 #include "astrid/runner/runner.hpp"
 
 namespace astrid::app {
@@ -30,6 +31,7 @@ int cmdRun(int argc, char** argv) {
         return 0;
     }
     log::configure({log::parseLevel(cfg.logLevel), mpi.rank(), mpi.size(), log::Level::Warn});
+    diff::setFftEffort(cfg.fftEffort == "measure" ? diff::FftEffort::Measure : diff::FftEffort::Estimate);
     std::ostringstream cmdline;
     cmdline << "astrid";
     for (int i = 0; i < argc; ++i) cmdline << " " << argv[i];

@@ -45,6 +45,12 @@ po::options_description jobOptions() {
         ("min_overlap", po::value<double>()->default_value(p.select.minOverlap), "minimum fraction of a science image covered by the reference")
         ("max_bad_fraction", po::value<double>()->default_value(p.validate.maxBadFraction), "maximum fraction of NaN/Inf pixels in an image")
         ("target_margin_px", po::value<double>()->default_value(p.validate.targetMarginPx), "the target must be this far inside every image")
+        ("difference", po::value<bool>()->default_value(p.differenceOutput.enabled), "difference every science epoch (ZOGY)")
+        ("write_difference_fits", po::value<bool>()->default_value(p.differenceOutput.writeFits), "write D and S_corr as FITS files")
+        ("difference_dir", po::value<std::string>()->default_value(""), "directory of the FITS outputs (default: <output>.diff)")
+        ("zogy_tile_px", po::value<int>()->default_value(p.difference.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")
+        ("detection_threshold", po::value<double>()->default_value(p.difference.detectionThreshold), "S_corr detection threshold (sigma)")
+        ("fft_effort", po::value<std::string>()->default_value("measure"), "FFTW planning: estimate | measure (slower start, faster transforms)")
         ("checkpoint_targets", po::value<int>()->default_value(r.checkpointTargets), "checkpoint after this many completed targets")
         ("checkpoint_seconds", po::value<double>()->default_value(r.checkpointSeconds), "...or after this many seconds")
         ("scheduler_computes", po::value<std::string>()->default_value("auto"), "rank 0 also processes targets: auto | yes | no")
@@ -152,6 +158,14 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     s.minOverlap = get<double>(vm, "min_overlap");
     c.pipeline.validate.maxBadFraction = get<double>(vm, "max_bad_fraction");
     c.pipeline.validate.targetMarginPx = get<double>(vm, "target_margin_px");
+    c.pipeline.differenceOutput.enabled = get<bool>(vm, "difference");
+    c.pipeline.differenceOutput.writeFits = get<bool>(vm, "write_difference_fits");
+    c.pipeline.difference.zogy.tilePx = get<int>(vm, "zogy_tile_px");
+    c.pipeline.difference.detectionThreshold = get<double>(vm, "detection_threshold");
+    requirePositive(c.pipeline.difference.detectionThreshold, "detection_threshold");
+    c.fftEffort = get<std::string>(vm, "fft_effort");
+    if (c.fftEffort != "estimate" && c.fftEffort != "measure")
+        throw ConfigError("must be estimate or measure, not '" + c.fftEffort + "'", "fft_effort");
     requirePositive(s.daysBefore, "days_before");
     requirePositive(s.daysAfter, "days_after");
     if (s.maxReference < 1) throw ConfigError("must be >= 1", "max_reference");
@@ -174,6 +188,8 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (c.catalog.empty()) throw ConfigError("no target catalog given (job key or --catalog)", "catalog");
     if (c.archive.empty()) throw ConfigError("no archive given (job key or --archive)", "archive");
     if (c.output.empty()) throw ConfigError("no output file given", "output");
+    c.pipeline.differenceOutput.directory = path("difference_dir");
+    if (c.pipeline.differenceOutput.directory.empty()) c.pipeline.differenceOutput.directory = c.output + ".diff";
     c.run.outputPath = c.output;
     c.run.configText = dumpConfig(c);
     return c;
@@ -206,6 +222,12 @@ std::string dumpConfig(const JobConfig& c) {
       << "min_overlap = " << s.minOverlap << "\n"
       << "max_bad_fraction = " << c.pipeline.validate.maxBadFraction << "\n"
       << "target_margin_px = " << c.pipeline.validate.targetMarginPx << "\n"
+      << "difference = " << b(c.pipeline.differenceOutput.enabled) << "\n"
+      << "write_difference_fits = " << b(c.pipeline.differenceOutput.writeFits) << "\n"
+      << "difference_dir = " << c.pipeline.differenceOutput.directory << "\n"
+      << "zogy_tile_px = " << c.pipeline.difference.zogy.tilePx << "\n"
+      << "detection_threshold = " << c.pipeline.difference.detectionThreshold << "\n"
+      << "fft_effort = " << c.fftEffort << "\n"
       << "checkpoint_targets = " << c.run.checkpointTargets << "\n"
       << "checkpoint_seconds = " << c.run.checkpointSeconds << "\n"
       << "scheduler_computes = "

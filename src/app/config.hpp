@@ -23,6 +23,7 @@ struct JobConfig {
     pipeline::PipelineConfig pipeline;
     runner::RunOptions run;  ///< outputPath/configText/commandLine filled by finalize()
     std::string logLevel = "info";
+    std::string fftEffort = "measure";
 };
 
 /// The option set of the job keys (names as in the job file).

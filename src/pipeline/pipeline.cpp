@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
@@ -9,6 +10,7 @@
 #include "astrid/core/error.hpp"
 #include "astrid/core/log.hpp"
 #include "astrid/fits/fits_file.hpp"
+#include "astrid/pipeline/difference.hpp"
 #include "astrid/wcs/sky_wcs.hpp"
 
 namespace astrid::pipeline {
@@ -23,6 +25,10 @@ std::string stageName(Stage stage) {
         case Stage::Select: return "select";
         case Stage::Load: return "load";
         case Stage::Validate: return "validate";
+        case Stage::Background: return "background";
+        case Stage::Psf: return "psf";
+        case Stage::Registration: return "registration";
+        case Stage::Difference: return "difference";
         case Stage::Internal: return "internal";
     }
     return "unknown";
@@ -35,11 +41,13 @@ struct StageFailure {
     std::string reason;
 };
 
-/// One loaded epoch (the images later stages work on).
+/// One loaded epoch (the images later stages work on): the image with its variance/mask planes.
 struct LoadedImage {
     Observation* obs;
-    fits::ImageHdu hdu;
+    fits::ImagePlanes planes;
     std::optional<wcs::SkyWcs> wcs;
+    int width() const { return planes.science.image.width(); }
+    int height() const { return planes.science.image.height(); }
 };
 
 std::string fileLabel(const Observation& o) {
@@ -64,27 +72,77 @@ LoadedImage loadOne(Observation& o, archive::Archive& archive, const catalog::Ta
     LoadedImage li{&o, {}, std::nullopt};
     const std::string path = archive.fetch(o);
     try {
-        li.hdu = fits::readImage(path + (o.hdu >= 0 ? "[" + std::to_string(o.hdu) + "]" : std::string()));
+        li.planes = fits::readImagePlanes(path + (o.hdu >= 0 ? "[" + std::to_string(o.hdu) + "]" : std::string()));
     } catch (const Error& e) {
         throw StageFailure{Stage::Load, e.what()};
     }
     validateMetadata(o);
     try {
-        li.wcs.emplace(wcs::SkyWcs::fromHeader(li.hdu.header));
+        li.wcs.emplace(wcs::SkyWcs::fromHeader(li.planes.science.header));
     } catch (const WcsError& e) {
         throw StageFailure{Stage::Validate, e.what()};
     }
+    const Image<float>& image = li.planes.science.image;
     std::size_t bad = 0;
-    for (float v : li.hdu.image.pixels()) bad += !std::isfinite(v);
-    const double badFraction = static_cast<double>(bad) / static_cast<double>(li.hdu.image.size());
+    for (float v : image.pixels()) bad += !std::isfinite(v);
+    const double badFraction = static_cast<double>(bad) / static_cast<double>(image.size());
     if (badFraction > vc.maxBadFraction)
         throw StageFailure{Stage::Validate, fileLabel(o) + ": " + std::to_string(static_cast<int>(100 * badFraction)) +
                                                 "% of the pixels are NaN/Inf (max_bad_fraction " +
                                                 fmt::format("{:g}", vc.maxBadFraction) + ")"};
-    if (!wcs::footprintContains(*li.wcs, li.hdu.image.width(), li.hdu.image.height(), {target.raDeg, target.decDeg},
+    if (!wcs::footprintContains(*li.wcs, image.width(), image.height(), {target.raDeg, target.decDeg},
                                 vc.targetMarginPx))
         throw StageFailure{Stage::Validate, fileLabel(o) + ": the target position is not on the image"};
     return li;
+}
+/// Differences every science epoch against the reference. One epoch's failure is recorded in its
+/// DifferenceRun and the others go on; the target fails only when no epoch could be differenced.
+void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedImage& ref, const PipelineConfig& config) {
+    auto logger = log::get("astrid.pipeline");
+    PreparedImage reference;
+    try {
+        reference = prepareImage(std::move(ref.planes), config.prepare);
+    } catch (const StageError& e) {
+        throw StageFailure{e.stage(), std::string("reference ") + e.what()};
+    }
+    int failed = 0;
+    for (LoadedImage& li : loaded) {
+        if (li.obs->role != Role::Science) continue;
+        DifferenceRun run;
+        run.scienceObsId = li.obs->obsId;
+        run.referenceObsId = ref.obs->obsId;
+        try {
+            PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
+            auto images = differenceImages(science, reference, config.difference, config.prepare, run);
+            run.backgroundS = science.backgroundS;
+            run.psfS = science.psfS;
+            if (config.differenceOutput.writeFits) {
+                const std::filesystem::path dir = std::filesystem::path(config.differenceOutput.directory) / r.target.name;
+                std::filesystem::create_directories(dir);
+                const std::string prefix = (dir / (std::to_string(run.scienceObsId) + "_")).string();
+                writeDifferenceFits(prefix, science, images, run);
+                run.diffPath = prefix + "diff.fits";
+                run.scorrPath = prefix + "scorr.fits";
+            }
+            logger->debug("{}: epoch {} differenced: S_corr std {:.3f}, astrometric rms {:.3f} px, flux ratio {:.4f}",
+                          r.target.name, run.scienceObsId, run.scorrStd, run.astrometricRmsPx, run.fluxRatio);
+        } catch (const StageError& e) {
+            run.status = TargetStatus::Failed;
+            run.failStage = e.stage();
+            run.failReason = e.what();
+            logger->warn("{}: epoch {} not differenced ({}): {}", r.target.name, run.scienceObsId,
+                         stageName(e.stage()), e.what());
+        } catch (const std::exception& e) {  // e.g. a full disk writing the FITS outputs
+            run.status = TargetStatus::Failed;
+            run.failStage = Stage::Difference;
+            run.failReason = e.what();
+        }
+        r.differences.push_back(std::move(run));
+        failed += r.differences.back().status == TargetStatus::Failed;
+    }
+    if (failed > 0 && failed == static_cast<int>(r.differences.size()))
+        throw StageFailure{r.differences.front().failStage,
+                           "no science epoch could be differenced; first: " + r.differences.front().failReason};
 }
 }  // namespace
 
@@ -122,15 +180,15 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
             }
         }
         // Every science image must be covered by a reference well enough to difference it.
-        const LoadedImage* ref = nullptr;
-        for (const auto& li : loaded)
+        LoadedImage* ref = nullptr;
+        for (auto& li : loaded)
             if (li.obs->role == Role::Reference) ref = &li;
         for (auto& li : loaded) {
             if (li.obs->role != Role::Science) continue;
             ++r.nEpochs;
             if (!ref) continue;
-            const double overlap = wcs::footprintOverlap(*li.wcs, li.hdu.image.width(), li.hdu.image.height(),
-                                                         *ref->wcs, ref->hdu.image.width(), ref->hdu.image.height());
+            const double overlap =
+                wcs::footprintOverlap(*li.wcs, li.width(), li.height(), *ref->wcs, ref->width(), ref->height());
             if (overlap < config.select.minOverlap) {
                 li.obs->status = ObsStatus::Invalid;
                 li.obs->statusReason = "reference covers " + std::to_string(static_cast<int>(100 * overlap)) +
@@ -138,6 +196,7 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
                 throw StageFailure{Stage::Validate, fileLabel(*li.obs) + ": " + li.obs->statusReason};
             }
         }
+        if (config.differenceOutput.enabled && ref) differenceEpochs(r, loaded, *ref, config);
         r.status = TargetStatus::Ok;
     } catch (const StageFailure& f) {
         r.status = TargetStatus::Failed;

@@ -749,14 +749,27 @@ StarFinderResult findStarsDetailed(const Image<float>& image, const Image<float>
                 if (!std::isfinite(far.median)) continue;
                 const double outer = outerLight(p, s.x, s.y, rAp, apCorrR, far.median, rings, areas);
                 if (!std::isfinite(outer)) continue;
-                ratios.push_back((s.flux + outer) / s.flux);
+                const double ratio = (s.flux + outer) / s.flux;
+                // A 2-FWHM aperture holds 65-99% of any real PSF: a ratio far outside that is a failed
+                // measurement (a neighbour or a defect in the annulus), not a curve of growth.
+                if (!(ratio > 0.5 && ratio < 3.0)) continue;
+                ratios.push_back(ratio);
                 used[i] = 1;
             }
         };
         collect(skyOut + fwhmUnit, 0.05);
         if (ratios.size() < 5) collect(apCorrR + fwhmUnit, 0.2);
         result.apertureCorrectionStars = static_cast<int>(ratios.size());
-        result.apertureCorrection = ratios.empty() ? 1.0 : median(ratios);
+        if (ratios.size() >= 3) {
+            result.apertureCorrection = median(ratios);
+        } else {
+            // Too few stars for a curve of growth (a small or sparse image, found by the campaign on a
+            // 256 px field where one star gave -0.23): the correction of a circular Moffat with beta 3
+            // and this image's FWHM, so fluxes stay totals and comparable between images.
+            const double alpha = result.fwhmPx / (2.0 * std::sqrt(std::pow(2.0, 1.0 / 3.0) - 1.0));
+            const double u = rAp / alpha;
+            result.apertureCorrection = 1.0 / (1.0 - std::pow(1.0 + u * u, -2.0));
+        }
     }
     for (Star& s : stars) {
         s.flux *= result.apertureCorrection;

@@ -3,6 +3,12 @@
 // the documented defaults of docs/running.md.
 #include <string>
 
+#include "astrid/background/background.hpp"
+#include "astrid/diff/zogy.hpp"
+#include "astrid/psf/psf_model.hpp"
+#include "astrid/psf/stars.hpp"
+#include "astrid/registration/registration.hpp"
+
 namespace astrid::pipeline {
 
 /// Which observations pair up for a target (the AstrID rules, stricter where its users asked).
@@ -23,9 +29,36 @@ struct ValidationConfig {
     double targetMarginPx = 0.0;  ///< the target must fall at least this far inside every image
 };
 
+struct PrepareConfig {
+    background::MaskConfig mask;
+    background::BackgroundConfig background;
+    psf::StarFinderConfig stars;
+    psf::PsfConfig psf;
+};
+
+struct DifferenceConfig {
+    registration::MatchConfig match;
+    registration::ResampleConfig resample;
+    registration::FluxRatioConfig fluxRatio;
+    diff::ZogyConfig zogy;
+    double detectionThreshold = 5.0;  ///< recorded in /difference_runs; used by detection (issue #4)
+    int minMatchedStars = 20;         ///< fewer: quality flag FewMatchedStars
+    double maxAstrometricRmsPx = 0.1; ///< more: quality flag LargeAstrometricRms
+};
+
+/// Whether and where the campaign differences every science epoch.
+struct DifferenceOutputConfig {
+    bool enabled = true;           ///< run background, PSF, registration and ZOGY per science epoch
+    bool writeFits = false;        ///< write D and S_corr (+ PSFs) as FITS files
+    std::string directory;         ///< where: <directory>/<target>/<obs_id>_diff.fits ...
+};
+
 struct PipelineConfig {
     SelectionConfig select;
     ValidationConfig validate;
+    PrepareConfig prepare;
+    DifferenceConfig difference;
+    DifferenceOutputConfig differenceOutput;
 };
 
 }  // namespace astrid::pipeline

@@ -14,7 +14,9 @@ namespace astrid::pipeline {
 enum class TargetStatus : std::int8_t { Ok = 0, Failed = 1, Skipped = 2 };
 
 /// Pipeline stages, in order; a failed target names the stage it failed in.
-enum class Stage : std::int8_t { None = 0, Archive, Select, Load, Validate, Internal };
+enum class Stage : std::int8_t {
+    None = 0, Archive, Select, Load, Validate, Background, Psf, Registration, Difference, Internal
+};
 std::string stageName(Stage stage);
 
 /// Quality flags of a difference (bit mask, /difference_runs.quality).

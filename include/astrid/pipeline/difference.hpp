@@ -1,0 +1,77 @@
+#pragma once
+// The per-epoch science stages (issue #3), shared by the campaign (processTarget) and the
+// single-pair command (`astrid diff`):
+//   prepareImage:  mask -> background -> variance -> stars -> PSF           (once per image)
+//   differenceImages: register the reference onto the science grid (WCS guess + matched stars,
+//                  asterism matching when the WCS fails), flux ratio, Lanczos3 resampling, the
+//                  registered reference's own PSF, ZOGY.
+// Failures throw StageError naming the stage and the image, so a caller records them per epoch.
+#include <optional>
+#include <string>
+
+#include "astrid/background/background.hpp"
+#include "astrid/core/error.hpp"
+#include "astrid/core/image.hpp"
+#include "astrid/diff/zogy.hpp"
+#include "astrid/fits/fits_file.hpp"
+#include "astrid/pipeline/pipeline.hpp"
+#include "astrid/psf/psf_model.hpp"
+#include "astrid/psf/stars.hpp"
+#include "astrid/registration/registration.hpp"
+#include "astrid/wcs/sky_wcs.hpp"
+
+namespace astrid::pipeline {
+
+/// A per-epoch failure: the stage it happened in and why (naming the image).
+class StageError : public DataError {
+public:
+    StageError(Stage stage, const std::string& message) : DataError(message), stage_(stage) {}
+    Stage stage() const noexcept { return stage_; }
+
+private:
+    Stage stage_;
+};
+
+/// One image made ready for differencing.
+struct PreparedImage {
+    std::string label;               ///< "file[hdu]" for messages
+    fits::Header header;
+    MaskedImage pixels;              ///< background-subtracted image, mask bits, variance (ADU^2)
+    std::optional<wcs::SkyWcs> wcs;  ///< empty when the header has none (pattern matching then)
+    double backgroundLevel = 0.0, backgroundRms = 0.0;  ///< global values, ADU
+    psf::StarFinderResult stars;
+    std::optional<psf::PsfModel> psf;
+    double backgroundS = 0.0, psfS = 0.0;
+};
+
+/// Runs mask, background, variance (from GAIN/RDNOISE, or the file's variance plane), star finding
+/// and the PSF on one image. `planes.variance`/`planes.mask` are used when present. Throws StageError
+/// (Background or Psf) naming `planes.science.path`.
+PreparedImage prepareImage(fits::ImagePlanes planes, const PrepareConfig& config);
+
+/// Everything a difference produced (kept for writing FITS outputs; the summary row is separate).
+struct DifferenceImages {
+    diff::ZogyResult zogy;
+    MaskedImage registeredReference;
+    std::optional<psf::PsfModel> registeredReferencePsf;
+    registration::MatchResult match;
+    registration::FluxRatio ratio;
+};
+
+/// Registers `reference` onto `science`'s grid and runs ZOGY. Fills `run` (FWHMs, star counts,
+/// flux ratio, astrometric RMS, noise, F_D, F_S, S_corr spread, quality flags, timings). Throws
+/// StageError (Registration, Psf or Difference).
+DifferenceImages differenceImages(const PreparedImage& science, const PreparedImage& reference,
+                                  const DifferenceConfig& config, const PrepareConfig& prepare, DifferenceRun& run);
+
+/// Robust standard deviation (1.4826 MAD) of S_corr over pixels without mask bits (subsampled to
+/// at most ~1M pixels).
+double robustScorrStd(const diff::ZogyResult& z);
+
+/// Writes D / F_D and S_corr (with the science header's WCS and the ZOGY numbers) and the two PSFs
+/// as FITS files: `<prefix>diff.fits`, `<prefix>scorr.fits`, `<prefix>psf_sci.fits`,
+/// `<prefix>psf_ref.fits`. Throws FitsError.
+void writeDifferenceFits(const std::string& prefix, const PreparedImage& science, const DifferenceImages& d,
+                         const DifferenceRun& run);
+
+}  // namespace astrid::pipeline

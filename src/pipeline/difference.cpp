@@ -1,0 +1,278 @@
+#include "astrid/pipeline/difference.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "astrid/core/log.hpp"
+
+namespace astrid::pipeline {
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double headerNumber(const fits::Header& h, std::initializer_list<const char*> keys) {
+    for (const char* k : keys) {
+        try {
+            if (auto v = h.getDouble(k)) return *v;
+        } catch (const FitsError&) {
+            // A malformed optional key is treated as absent (the load stage already read the required ones).
+        }
+    }
+    return std::numeric_limits<double>::quiet_NaN();
+}
+
+std::vector<registration::MatchPoint> matchPoints(const psf::StarFinderResult& r) {
+    std::vector<registration::MatchPoint> out;
+    out.reserve(r.stars.size());
+    for (const psf::Star& s : r.stars)
+        if ((s.flags & psf::kAstrometryRejectFlags) == 0 && s.flux > 0) out.push_back({s.x, s.y, s.flux});
+    return out;
+}
+
+/// PSF-fit flux of a point source at (x, y) with a fixed position: the weighted-kernel estimator
+/// F = sum(P d / v) / sum(P^2 / v) over the stamp's unmasked pixels (NaN when nothing is usable).
+/// Both images of a pair are measured with their own PSF models, which are normalised to the total
+/// flux, so the ratio does not depend on apertures or aperture corrections.
+double psfFlux(const MaskedImage& m, const psf::PsfModel& model, double x, double y) {
+    const int cx = static_cast<int>(std::lround(x)), cy = static_cast<int>(std::lround(y));
+    const Image<double> stamp = model.stampAt(x, y, x - cx, y - cy);
+    const int h = stamp.width() / 2;
+    double num = 0.0, den = 0.0;
+    for (int j = -h; j <= h; ++j)
+        for (int i = -h; i <= h; ++i) {
+            const int px = cx + i, py = cy + j;
+            if (px < 0 || py < 0 || px >= m.width() || py >= m.height() || m.mask(px, py) != 0) continue;
+            const double v = m.variance(px, py), d = m.image(px, py), p = stamp(i + h, j + h);
+            if (!(v > 0.0) || !std::isfinite(v) || !std::isfinite(d)) continue;
+            num += p * d / v;
+            den += p * p / v;
+        }
+    return den > 0.0 ? num / den : std::numeric_limits<double>::quiet_NaN();
+}
+
+psf::PsfModel modelPsf(const MaskedImage& m, const psf::StarFinderResult& stars, const PrepareConfig& cfg,
+                       const std::string& label) {
+    try {
+        return psf::buildPsf(m.image, m.variance, m.mask, stars.stars, cfg.psf);
+    } catch (const Error& e) {
+        throw StageError(Stage::Psf, label + ": " + e.what());
+    }
+}
+}  // namespace
+
+PreparedImage prepareImage(fits::ImagePlanes planes, const PrepareConfig& cfg) {
+    PreparedImage p;
+    p.label = planes.science.path + (planes.science.hdu > 0 ? "[" + std::to_string(planes.science.hdu) + "]" : "");
+    p.header = std::move(planes.science.header);
+    const Image<float>& image = planes.science.image;
+    auto t0 = Clock::now();
+    try {
+        background::MaskConfig maskCfg = cfg.mask;
+        if (std::isnan(maskCfg.saturationAdu)) maskCfg.saturationAdu = headerNumber(p.header, {"SATURATE", "SATURATA"});
+        p.pixels.mask = background::buildMask(image, maskCfg, planes.mask.empty() ? nullptr : &planes.mask);
+        const auto bkg = background::estimateBackground(image, p.pixels.mask, cfg.background);
+        p.backgroundLevel = bkg.globalLevel;
+        p.backgroundRms = bkg.globalRms;
+        if (!planes.variance.empty()) {
+            p.pixels.variance = std::move(planes.variance);
+            background::sanitizeVariance(p.pixels.variance, p.pixels.mask);
+        } else {
+            p.pixels.variance = background::varianceMap(image, bkg, headerNumber(p.header, {"GAIN", "EGAIN", "GAINA"}),
+                                                        headerNumber(p.header, {"RDNOISE", "READNOIS", "RDNOISEA"}),
+                                                        &p.pixels.mask);
+        }
+        p.pixels.image = std::move(planes.science.image);
+        float* px = p.pixels.image.data();
+        const float* level = bkg.level.data();
+        for (std::size_t i = 0; i < p.pixels.image.size(); ++i) px[i] -= level[i];
+    } catch (const StageError&) {
+        throw;
+    } catch (const Error& e) {
+        throw StageError(Stage::Background, p.label + ": " + e.what());
+    }
+    p.backgroundS = since(t0);
+    t0 = Clock::now();
+    try {
+        p.stars = psf::findStarsDetailed(p.pixels.image, p.pixels.variance, p.pixels.mask, cfg.stars);
+    } catch (const Error& e) {
+        throw StageError(Stage::Psf, p.label + ": " + e.what());
+    }
+    p.psf = modelPsf(p.pixels, p.stars, cfg, p.label);
+    p.psfS = since(t0);
+    try {
+        p.wcs.emplace(wcs::SkyWcs::fromHeader(p.header));
+    } catch (const WcsError&) {
+        // No usable WCS: registration falls back to asterism matching.
+    }
+    return p;
+}
+
+double robustScorrStd(const diff::ZogyResult& z) {
+    const std::size_t n = z.scorr.size();
+    const std::size_t stride = std::max<std::size_t>(1, n / (1u << 20));
+    std::vector<float> v;
+    v.reserve(n / stride + 1);
+    for (std::size_t i = 0; i < n; i += stride)
+        if (z.mask.data()[i] == 0 && std::isfinite(z.scorr.data()[i])) v.push_back(z.scorr.data()[i]);
+    if (v.size() < 16) return std::numeric_limits<double>::quiet_NaN();
+    auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+    std::nth_element(v.begin(), mid, v.end());
+    const float med = *mid;
+    for (float& x : v) x = std::fabs(x - med);
+    std::nth_element(v.begin(), mid, v.end());
+    return 1.4826 * *mid;
+}
+
+DifferenceImages differenceImages(const PreparedImage& science, const PreparedImage& reference,
+                                  const DifferenceConfig& cfg, const PrepareConfig& prepare, DifferenceRun& run) {
+    const auto tStart = Clock::now();
+    const int W = science.pixels.width(), H = science.pixels.height();
+    DifferenceImages d;
+    run.fwhmSciencePx = science.psf ? science.psf->fwhmPx() : 0.0;
+    run.psfStarsScience = science.psf ? science.psf->starsUsed() : 0;
+    run.detectionThreshold = cfg.detectionThreshold;
+
+    // Registration: the WCS guess refined by matched stars; asterism matching when it fails.
+    auto t0 = Clock::now();
+    try {
+        const auto sciPts = matchPoints(science.stars), refPts = matchPoints(reference.stars);
+        std::optional<registration::PixelMap> guess;
+        if (science.wcs && reference.wcs) guess.emplace(registration::PixelMap::fromWcs(*science.wcs, *reference.wcs, W, H));
+        d.match = registration::matchStarLists(sciPts, refPts, guess ? &*guess : nullptr, cfg.match);
+        // The photometric scale from PSF-fit fluxes of the matched stars in both images.
+        std::vector<registration::MatchedPair> measured;
+        const std::size_t nPairs = std::min<std::size_t>(d.match.pairs.size(), 300);
+        for (std::size_t i = 0; i < nPairs; ++i) {
+            registration::MatchedPair p = d.match.pairs[i];
+            p.sci.flux = psfFlux(science.pixels, *science.psf, p.sci.x, p.sci.y);
+            p.ref.flux = psfFlux(reference.pixels, *reference.psf, p.ref.x, p.ref.y);
+            if (std::isfinite(p.sci.flux) && std::isfinite(p.ref.flux)) measured.push_back(p);
+        }
+        d.ratio = registration::fluxRatio(measured, cfg.fluxRatio);
+    } catch (const Error& e) {
+        throw StageError(Stage::Registration, science.label + " onto " + reference.label + ": " + e.what());
+    }
+    run.matchedStars = d.match.nUsed;
+    run.astrometricRmsPx = d.match.rmsPx;
+    run.fluxRatio = d.ratio.ratio;
+    run.fluxRatioErr = d.ratio.error;
+    run.fluxRatioStars = d.ratio.nUsed;
+    if (d.match.method == registration::MatchMethod::Pattern) run.quality |= static_cast<std::uint32_t>(DiffQuality::PatternMatched);
+    if (d.match.nUsed < cfg.minMatchedStars) run.quality |= static_cast<std::uint32_t>(DiffQuality::FewMatchedStars);
+    if (d.match.rmsPx > cfg.maxAstrometricRmsPx) run.quality |= static_cast<std::uint32_t>(DiffQuality::LargeAstrometricRms);
+
+    try {
+        // ZOGY models white noise: the variance it needs is the local noise power, which Lanczos
+        // interpolation preserves at the spatial frequencies that matter (the PSF's), not the
+        // per-pixel variance of interpolated values (lowered by the kernel's sum of squared weights).
+        registration::ResampleConfig rc = cfg.resample;
+        rc.variance = registration::VarianceResampling::NoisePower;
+        d.registeredReference = registration::resample(reference.pixels, d.match.map, W, H, rc);
+    } catch (const Error& e) {
+        throw StageError(Stage::Registration, reference.label + ": resampling failed: " + e.what());
+    }
+    const Image<float>& referenceVariance = d.registeredReference.variance;
+    // The registered reference's PSF, measured on the registered image itself (it carries the
+    // resampling's smoothing and the map's rotation/scale).
+    psf::StarFinderResult regStars;
+    try {
+        regStars = psf::findStarsDetailed(d.registeredReference.image, referenceVariance, d.registeredReference.mask,
+                                          prepare.stars);
+    } catch (const Error& e) {
+        throw StageError(Stage::Psf, reference.label + " (registered): " + e.what());
+    }
+    d.registeredReferencePsf = modelPsf(d.registeredReference, regStars, prepare, reference.label + " (registered)");
+    run.fwhmReferencePx = d.registeredReferencePsf->fwhmPx();
+    run.psfStarsReference = d.registeredReferencePsf->starsUsed();
+    if ((science.psf && science.psf->kind() == psf::PsfModel::Kind::Moffat) ||
+        d.registeredReferencePsf->kind() == psf::PsfModel::Kind::Moffat)
+        run.quality |= static_cast<std::uint32_t>(DiffQuality::PsfFallback);
+    run.registrationS = since(t0);
+
+    // ZOGY on the combined mask.
+    t0 = Clock::now();
+    Image<std::uint16_t> mask = science.pixels.mask;
+    for (std::size_t i = 0; i < mask.size(); ++i) mask.data()[i] |= d.registeredReference.mask.data()[i];
+    diff::ZogyConfig zc = cfg.zogy;
+    if (zc.astrometricSigmaXPx <= 0.0 && zc.astrometricSigmaYPx <= 0.0)  // from the match, per axis
+        zc.astrometricSigmaXPx = zc.astrometricSigmaYPx = d.match.rmsPx / std::sqrt(2.0);
+    diff::ZogyInput in;
+    in.science = &science.pixels.image;
+    in.reference = &d.registeredReference.image;
+    in.scienceVariance = &science.pixels.variance;
+    in.referenceVariance = &referenceVariance;
+    in.mask = &mask;
+    const psf::PsfModel& psfN = *science.psf;
+    const psf::PsfModel& psfR = *d.registeredReferencePsf;
+    in.sciencePsf = [&psfN](double x, double y) { return psfN.stampAt(x, y); };
+    in.referencePsf = [&psfR](double x, double y) { return psfR.stampAt(x, y); };
+    in.fluxRatio = d.ratio.ratio;
+    try {
+        d.zogy = diff::zogy(in, zc);
+    } catch (const Error& e) {
+        throw StageError(Stage::Difference, science.label + ": " + e.what());
+    }
+    run.zogyS = since(t0);
+    run.noiseLevel = 1.0 / d.zogy.fD;
+    run.sigmaScience = d.zogy.sigmaScience;
+    run.sigmaReference = d.zogy.sigmaReference;
+    run.fD = d.zogy.fD;
+    run.fS = d.zogy.fS;
+    run.scorrStd = robustScorrStd(d.zogy);
+    if (!(std::fabs(run.scorrStd - 1.0) <= 0.1)) run.quality |= static_cast<std::uint32_t>(DiffQuality::ScorrWide);
+    run.parameters = fmt::format("tile={};astrometric_sigma_px={:.4f};psf_sci={};psf_ref={};match={};order={}",
+                                 zc.tilePx, zc.astrometricSigmaXPx, psf::kindName(psfN.kind()),
+                                 psf::kindName(psfR.kind()),
+                                 d.match.method == registration::MatchMethod::Pattern ? "pattern" : "wcs",
+                                 d.match.order);
+    run.wallS = since(tStart);
+    return d;
+}
+
+void writeDifferenceFits(const std::string& prefix, const PreparedImage& science, const DifferenceImages& d,
+                         const DifferenceRun& run) {
+    fits::Header h;
+    if (science.wcs) h = science.wcs->toHeader();
+    h.set("BUNIT", "ADU", "science flux scale");
+    h.set("ZOGY_FD", run.fD, "ZOGY F_D (eq 15)");
+    h.set("ZOGY_FS", run.fS, "ZOGY F_S (eq 42): flux = S / F_S");
+    h.set("FLXRATIO", run.fluxRatio, "reference flux per unit science flux");
+    h.set("ASTRMS", run.astrometricRmsPx, "[px] matched-star residual RMS");
+    h.set("NOISE", run.noiseLevel, "[ADU] std of D / F_D");
+    h.set("SCORRSTD", run.scorrStd, "robust std of S_corr");
+    for (const char* key : {"DATE-OBS", "MJD-OBS", "FILTER", "EXPTIME", "OBJECT"})
+        if (auto v = science.header.getString(key)) h.set(key, *v);
+    {
+        auto f = fits::FitsFile::create(prefix + "diff.fits");
+        fits::Header hd = h;
+        hd.set("IMAGETYP", "D/F_D", "ZOGY proper difference in science ADU");
+        f.writeImage(d.zogy.diff, hd);
+        f.close();
+    }
+    {
+        auto f = fits::FitsFile::create(prefix + "scorr.fits");
+        fits::Header hs = h;
+        hs.set("IMAGETYP", "S_corr", "ZOGY corrected score, sigma units");
+        hs.set("BUNIT", "sigma");
+        f.writeImage(d.zogy.scorr, hs);
+        f.close();
+    }
+    auto writePsf = [](const std::string& path, const psf::PsfModel& m, double x, double y) {
+        auto f = fits::FitsFile::create(path);
+        fits::Header hp;
+        hp.set("PSFKIND", std::string(psf::kindName(m.kind())));
+        hp.set("FWHM", m.fwhmPx(), "[px]");
+        hp.set("NSTARS", m.starsUsed());
+        f.writeImage(m.stampAt(x, y), hp);
+        f.close();
+    };
+    const double cx = 0.5 * (science.pixels.width() - 1), cy = 0.5 * (science.pixels.height() - 1);
+    if (science.psf) writePsf(prefix + "psf_sci.fits", *science.psf, cx, cy);
+    if (d.registeredReferencePsf) writePsf(prefix + "psf_ref.fits", *d.registeredReferencePsf, cx, cy);
+}
+
+}  // namespace astrid::pipeline
