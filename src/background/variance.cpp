@@ -91,9 +91,18 @@ void varianceMap(const Image<float>& image, const BackgroundMap& bkg, double gai
                                  ? readNoiseElectrons / gainElectronsPerAdu
                                  : readNoiseFromBackground(bkg.globalLevel, bkg.globalRms, gainElectronsPerAdu);
         const auto readVar = static_cast<float>(rnAdu * rnAdu);
+        // A sky-subtracted (or rescaled) image has lost the sky level the gain model needs: the real
+        // DECam files give level -2 ADU and RMS 52 ADU with GAIN 4.15, where the model would say
+        // 2.8 ADU. When the measured sky noise exceeds the model by half again, the measured RMS map
+        // carries the sky term and the gain only the source term.
+        const double modelSkyVar = std::max(bkg.globalLevel, 0.0) / gainElectronsPerAdu + rnAdu * rnAdu;
+        const bool skyFromRms = bkg.globalRms * bkg.globalRms > 1.5 * modelSkyVar;
         for (int y = 0; y < h; ++y) {
             const std::size_t row = static_cast<std::size_t>(y) * W;
-            knownGainRow(image.data() + row, bkg.level.data() + row, var.data() + row, W, invG, readVar);
+            if (skyFromRms)
+                unknownGainRow(image.data() + row, bkg.level.data() + row, bkg.rms.data() + row, var.data() + row, W, invG);
+            else
+                knownGainRow(image.data() + row, bkg.level.data() + row, var.data() + row, W, invG, readVar);
             infiniteWhereBad(image.data() + row, M ? M + row : nullptr, var.data() + row, W, infiniteMask);
         }
     } else {

@@ -25,11 +25,15 @@ double headerNumber(const fits::Header& h, std::initializer_list<const char*> ke
     return std::numeric_limits<double>::quiet_NaN();
 }
 
+/// Stars for matching. Blended stars are kept: in a crowded field (the real DECam cutout: 2,263
+/// detections, all but 2 of the clean ones flagged Blended at 3 FWHM) they are most of the stars,
+/// and the matcher's clipping rejects the few whose centroid a neighbour pulled.
 std::vector<registration::MatchPoint> matchPoints(const psf::StarFinderResult& r) {
+    constexpr std::uint32_t reject = psf::kAstrometryRejectFlags & ~psf::bits(psf::StarFlag::Blended);
     std::vector<registration::MatchPoint> out;
     out.reserve(r.stars.size());
     for (const psf::Star& s : r.stars)
-        if ((s.flags & psf::kAstrometryRejectFlags) == 0 && s.flux > 0) out.push_back({s.x, s.y, s.flux});
+        if ((s.flags & reject) == 0 && s.flux > 0) out.push_back({s.x, s.y, s.flux});
     return out;
 }
 
@@ -142,7 +146,30 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
         const auto sciPts = matchPoints(science.stars), refPts = matchPoints(reference.stars);
         std::optional<registration::PixelMap> guess;
         if (science.wcs && reference.wcs) guess.emplace(registration::PixelMap::fromWcs(*science.wcs, *reference.wcs, W, H));
-        d.match = registration::matchStarLists(sciPts, refPts, guess ? &*guess : nullptr, cfg.match);
+        try {
+            d.match = registration::matchStarLists(sciPts, refPts, guess ? &*guess : nullptr, cfg.match);
+        } catch (const DataError& e) {
+            if (!guess) throw;
+            // Crowded or sparse fields where star pairs give no consistent fit: register with the
+            // WCSs alone (their own accuracy), pair stars through them for the flux ratio only,
+            // and say so in the quality flags.
+            log::get("astrid.pipeline")->warn("{}: star matching failed ({}); registering with the WCSs alone",
+                                              science.label, e.what());
+            d.match = registration::MatchResult{};
+            d.match.map = *guess;
+            d.match.method = registration::MatchMethod::Guess;
+            run.quality |= static_cast<std::uint32_t>(DiffQuality::WcsOnly);
+            for (const auto& sp : sciPts) {
+                const auto q = guess->apply(sp.x, sp.y);
+                const registration::MatchPoint* best = nullptr;
+                double bestD2 = 1.0;  // within 1 px
+                for (const auto& rp : refPts) {
+                    const double d2 = (rp.x - q.x) * (rp.x - q.x) + (rp.y - q.y) * (rp.y - q.y);
+                    if (d2 < bestD2) bestD2 = d2, best = &rp;
+                }
+                if (best) d.match.pairs.push_back({sp, *best});
+            }
+        }
         // The photometric scale from PSF-fit fluxes of the matched stars in both images.
         std::vector<registration::MatchedPair> measured;
         const std::size_t nPairs = std::min<std::size_t>(d.match.pairs.size(), 300);
@@ -157,13 +184,28 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
         throw StageError(Stage::Registration, science.label + " onto " + reference.label + ": " + e.what());
     }
     run.matchedStars = d.match.nUsed;
-    run.astrometricRmsPx = d.match.rmsPx;
+    // The registration error of bright stars: the 2-D residual RMS of the brightest 20 used pairs
+    // (the matcher's own rmsPx spans 50, which in a 512 px field reaches stars whose centroid noise
+    // dominates).
+    {
+        double sum2 = 0.0;
+        const std::size_t n = std::min<std::size_t>(20, d.match.pairs.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto& p = d.match.pairs[i];
+            const auto q = d.match.map.apply(p.sci.x, p.sci.y);
+            sum2 += (p.ref.x - q.x) * (p.ref.x - q.x) + (p.ref.y - q.y) * (p.ref.y - q.y);
+        }
+        run.astrometricRmsPx = n > 0 && !(run.quality & static_cast<std::uint32_t>(DiffQuality::WcsOnly))
+                                   ? std::sqrt(sum2 / static_cast<double>(n))
+                                   : std::numeric_limits<double>::quiet_NaN();
+    }
+    if (run.astrometricRmsPx > cfg.maxAstrometricRmsPx)
+        run.quality |= static_cast<std::uint32_t>(DiffQuality::LargeAstrometricRms);
     run.fluxRatio = d.ratio.ratio;
     run.fluxRatioErr = d.ratio.error;
     run.fluxRatioStars = d.ratio.nUsed;
     if (d.match.method == registration::MatchMethod::Pattern) run.quality |= static_cast<std::uint32_t>(DiffQuality::PatternMatched);
     if (d.match.nUsed < cfg.minMatchedStars) run.quality |= static_cast<std::uint32_t>(DiffQuality::FewMatchedStars);
-    if (d.match.rmsPx > cfg.maxAstrometricRmsPx) run.quality |= static_cast<std::uint32_t>(DiffQuality::LargeAstrometricRms);
 
     try {
         // ZOGY models white noise: the variance it needs is the local noise power, which Lanczos
@@ -198,8 +240,8 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
     Image<std::uint16_t> mask = science.pixels.mask;
     for (std::size_t i = 0; i < mask.size(); ++i) mask.data()[i] |= d.registeredReference.mask.data()[i];
     diff::ZogyConfig zc = cfg.zogy;
-    if (zc.astrometricSigmaXPx <= 0.0 && zc.astrometricSigmaYPx <= 0.0)  // from the match, per axis
-        zc.astrometricSigmaXPx = zc.astrometricSigmaYPx = d.match.rmsPx / std::sqrt(2.0);
+    if (zc.astrometricSigmaXPx <= 0.0 && zc.astrometricSigmaYPx <= 0.0 && std::isfinite(run.astrometricRmsPx))
+        zc.astrometricSigmaXPx = zc.astrometricSigmaYPx = run.astrometricRmsPx / std::sqrt(2.0);  // per axis
     diff::ZogyInput in;
     in.science = &science.pixels.image;
     in.reference = &d.registeredReference.image;
