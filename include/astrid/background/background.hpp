@@ -165,7 +165,10 @@ inline constexpr std::uint16_t kInfiniteVarianceMask =
 ///     the variance of sky pixels 2-3% high (normalised residuals have a width of 0.98-0.99 on the
 ///     simulator; the upper half of the noise counts as source). A NaN read noise (a header without
 ///     RDNOISE) is taken from the background instead: the part of globalRms^2 that the sky's Poisson
-///     noise globalLevel / g does not explain.
+///     noise globalLevel / g does not explain. When the measured globalRms^2 exceeds 1.5 x that
+///     model's sky variance (a sky-subtracted or rescaled image, e.g. the real DECam cutouts: level
+///     -2 ADU, RMS 52 ADU, GAIN 4.15), the measured rms^2 map is the sky term instead:
+///     var = rms^2 + max(I - B, 0) / g.
 ///   unknown gain (NaN or <= 0):  var = rms^2 + max(I - B, 0) / gEff
 ///     with the measured background RMS map for the sky + read noise, and an effective gain for the
 ///     source term from the global background: rms^2 = level / g + (rn / g)^2 solved for g when
