@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <limits>
 #include <numbers>
+#include <string>
+
+#include "astrid/core/error.hpp"
 
 #include <Eigen/Dense>
 
@@ -267,6 +270,18 @@ MoffatFit fitMoffat(const Image<double>& data, const Image<double>& weight, cons
     fit.iterations = it;
     fit.chi2 = chi2;
     return fit;
+}
+
+void requireSamePlanes(const char* who, const Image<float>& image, const Image<float>& variance,
+                       const Image<std::uint16_t>& mask) {
+    auto check = [&](const char* plane, int w, int h) {
+        if (w != image.width() || h != image.height())
+            throw DataError(std::string(who) + ": " + plane + " plane is " + std::to_string(w) + "x" +
+                            std::to_string(h) + ", image " + std::to_string(image.width()) + "x" +
+                            std::to_string(image.height()));
+    };
+    check("variance", variance.width(), variance.height());
+    if (!mask.empty()) check("mask", mask.width(), mask.height());
 }
 
 }  // namespace astrid::psf::detail

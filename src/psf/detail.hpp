@@ -96,4 +96,9 @@ struct MoffatFit {
 MoffatFit fitMoffat(const Image<double>& data, const Image<double>& weight, const MoffatParams& start,
                     double gridFwhm, int maxIterations = 100);
 
+/// Throws DataError naming `who` when the variance plane, or a non-empty mask, differs in size
+/// from the image.
+void requireSamePlanes(const char* who, const Image<float>& image, const Image<float>& variance,
+                       const Image<std::uint16_t>& mask);
+
 }  // namespace astrid::psf::detail

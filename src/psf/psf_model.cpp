@@ -465,14 +465,7 @@ double halfMaxFwhm(const Image<double>& stamp) {
 PsfModel buildPsf(const Image<float>& image, const Image<float>& variance, const Image<std::uint16_t>& mask,
                   const std::vector<Star>& stars, const PsfConfig& config) {
     validate(config);
-    if (variance.width() != image.width() || variance.height() != image.height())
-        throw DataError("buildPsf: variance plane is " + std::to_string(variance.width()) + "x" +
-                        std::to_string(variance.height()) + ", image " + std::to_string(image.width()) + "x" +
-                        std::to_string(image.height()));
-    if (!mask.empty() && (mask.width() != image.width() || mask.height() != image.height()))
-        throw DataError("buildPsf: mask plane is " + std::to_string(mask.width()) + "x" +
-                        std::to_string(mask.height()) + ", image " + std::to_string(image.width()) + "x" +
-                        std::to_string(image.height()));
+    detail::requireSamePlanes("buildPsf", image, variance, mask);
     const int width = image.width(), height = image.height();
     const Selection sel = selectStars(stars, config, width, height);
     const bool empirical = static_cast<int>(sel.strict.size()) >= config.minStarsEmpirical;

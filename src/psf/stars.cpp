@@ -415,14 +415,7 @@ double outerLight(const Planes& p, double xc, double yc, double rAp, double rBig
 StarFinderResult findStarsDetailed(const Image<float>& image, const Image<float>& variance,
                                    const Image<std::uint16_t>& mask, const StarFinderConfig& config) {
     validate(config);
-    if (variance.width() != image.width() || variance.height() != image.height())
-        throw DataError("findStars: variance plane is " + std::to_string(variance.width()) + "x" +
-                        std::to_string(variance.height()) + ", image " + std::to_string(image.width()) + "x" +
-                        std::to_string(image.height()));
-    if (!mask.empty() && (mask.width() != image.width() || mask.height() != image.height()))
-        throw DataError("findStars: mask plane is " + std::to_string(mask.width()) + "x" +
-                        std::to_string(mask.height()) + ", image " + std::to_string(image.width()) + "x" +
-                        std::to_string(image.height()));
+    detail::requireSamePlanes("findStars", image, variance, mask);
     StarFinderResult result;
     const int w = image.width(), h = image.height();
     if (w < 8 || h < 8) return result;
