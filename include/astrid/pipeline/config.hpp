@@ -34,6 +34,10 @@ struct PrepareConfig {
     background::BackgroundConfig background;
     psf::StarFinderConfig stars;
     psf::PsfConfig psf;
+    /// Cosmic-ray masking (prepareImage): a pixel whose excess over its 4 neighbours exceeds this many
+    /// sigma and the PSF's own centre-minus-neighbours fraction plus cosmicRayMargin.
+    double cosmicRayThresholdSigma = 5.0;
+    double cosmicRayMargin = 0.15;
 };
 
 struct DifferenceConfig {

@@ -41,11 +41,12 @@ struct PreparedImage {
     double backgroundLevel = 0.0, backgroundRms = 0.0;  ///< global values, ADU
     psf::StarFinderResult stars;
     std::optional<psf::PsfModel> psf;
+    int cosmicRays = 0;              ///< pixels flagged as cosmic rays (each masked with its 8 neighbours)
     double backgroundS = 0.0, psfS = 0.0;
 };
 
-/// Runs mask, background, variance (from GAIN/RDNOISE, or the file's variance plane), star finding
-/// and the PSF on one image. `planes.variance`/`planes.mask` are used when present. Throws StageError
+/// Runs mask, background, variance (from GAIN/RDNOISE, or the file's variance plane), star finding,
+/// cosmic-ray masking (detections sharper than the PSF) and the PSF on one image. `planes.variance`/`planes.mask` are used when present. Throws StageError
 /// (Background or Psf) naming `planes.science.path`.
 PreparedImage prepareImage(fits::ImagePlanes planes, const PrepareConfig& config);
 
