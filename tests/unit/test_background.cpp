@@ -20,6 +20,7 @@
 #include "astrid/fits/fits_file.hpp"
 #include "astrid/sim/render.hpp"
 #include "astrid/sim/simulate.hpp"
+#include "support/temp_root.hpp"
 
 using namespace astrid;
 using namespace astrid::background;
@@ -31,21 +32,7 @@ constexpr std::uint16_t kSat = bits(MaskBit::Saturated);
 constexpr std::uint16_t kBad = bits(MaskBit::Bad);
 constexpr std::uint16_t kNoData = bits(MaskBit::NoData);
 
-struct TempRoot {
-    fs::path path;
-    TempRoot() : path(fs::temp_directory_path() / ("astrid_background_test_" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempRoot() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-const fs::path& tempRoot() {
-    static const TempRoot root;
-    return root.path;
-}
+const fs::path& tempRoot() { return test::tempRoot("background"); }
 
 struct Stats {
     double mean = 0, sd = 0;

@@ -22,26 +22,14 @@
 #include "astrid/psf/stars.hpp"
 #include "astrid/sim/render.hpp"
 #include "astrid/sim/simulate.hpp"
+#include "support/temp_root.hpp"
 
 using namespace astrid;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempRoot {
-    fs::path path;
-    TempRoot() : path(fs::temp_directory_path() / ("astrid_psf_test_" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempRoot() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-const fs::path& tempRoot() {
-    static const TempRoot root;
-    return root.path;
-}
+const fs::path& tempRoot() { return test::tempRoot("psf"); }
 
 // What the pipeline hands to the psf module: background-subtracted image, variance, mask.
 struct Planes {

@@ -22,6 +22,7 @@
 #include "astrid/sim/render.hpp"
 #include "astrid/sim/simulate.hpp"
 #include "astrid/wcs/sky_wcs.hpp"
+#include "support/temp_root.hpp"
 
 using namespace astrid;
 using namespace astrid::registration;
@@ -29,22 +30,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// One directory per test process, removed at exit.
-struct TempRoot {
-    fs::path path;
-    TempRoot() : path(fs::temp_directory_path() / ("astrid_reg_test_" + std::to_string(::getpid()))) {
-        fs::create_directories(path);
-    }
-    ~TempRoot() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-const fs::path& tempRoot() {
-    static const TempRoot root;
-    return root.path;
-}
+const fs::path& tempRoot() { return test::tempRoot("reg"); }
 
 double dist(PixelPoint a, PixelPoint b) { return std::hypot(a.x - b.x, a.y - b.y); }
 
