@@ -156,11 +156,6 @@ Columns headerColumns(std::string_view header, char delim, const std::string& fi
 
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-struct RowResult {
-    std::optional<Target> target;
-    Rejection rejection;
-};
-
 RowResult parseRow(std::string_view line, char delim, const Columns& c, long lineNo, std::vector<std::string>& f) {
     RowResult r;
     auto reject = [&](std::string category, std::string detail) {
@@ -229,14 +224,7 @@ ParsedRows parseCsvLines(const std::vector<std::string>& lines, const std::strin
     std::vector<std::string> fields;  // reused: one allocation per file, not per row
     for (++i; i < lines.size(); ++i) {
         if (isBlankOrComment(lines[i])) continue;
-        const auto id = static_cast<std::int64_t>(rows.dataRows++);
-        RowResult r = parseRow(lines[i], delim, columns, static_cast<long>(i + 1), fields);
-        if (r.target) {
-            r.target->id = id;
-            rows.targets.push_back(std::move(*r.target));
-        } else {
-            rows.rejected.push_back(std::move(r.rejection));
-        }
+        addRow(rows, parseRow(lines[i], delim, columns, static_cast<long>(i + 1), fields));
     }
     return rows;
 }

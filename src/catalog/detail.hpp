@@ -1,5 +1,6 @@
 #pragma once
 // Private to the catalog module.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +18,23 @@ struct ParsedRows {
     std::vector<Target> targets;
     std::vector<Rejection> rejected;
 };
+
+/// One data row's outcome from a format parser: a target or a rejection.
+struct RowResult {
+    std::optional<Target> target;
+    Rejection rejection;
+};
+
+/// Counts a data row and files its outcome: the target gets the next stable id, else the rejection.
+inline void addRow(ParsedRows& rows, RowResult&& r) {
+    const auto id = static_cast<std::int64_t>(rows.dataRows++);
+    if (r.target) {
+        r.target->id = id;
+        rows.targets.push_back(std::move(*r.target));
+    } else {
+        rows.rejected.push_back(std::move(r.rejection));
+    }
+}
 
 /// How a date column is read (see the header comment).
 enum class DateStyle { Calendar, CalendarOrNumber, Mjd };

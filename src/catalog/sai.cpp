@@ -105,11 +105,6 @@ bool looksSexagesimal(std::string_view s) {
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 // One data row -> a Target, or the reason it is not one.
-struct RowResult {
-    std::optional<Target> target;
-    Rejection rejection;
-};
-
 RowResult parseRow(std::string_view line, const Columns& c, long lineNo) {
     RowResult r;
     auto reject = [&](std::string category, std::string detail) {
@@ -239,14 +234,7 @@ ParsedRows parseSaiLines(const std::vector<std::string>& lines, const std::strin
     for (++i; i < lines.size(); ++i) {
         const std::string& line = lines[i];
         if (isBlankOrComment(line) || isPsqlSeparator(line) || isPsqlFooter(line)) continue;
-        const auto id = static_cast<std::int64_t>(rows.dataRows++);
-        RowResult r = parseRow(line, columns, static_cast<long>(i + 1));
-        if (r.target) {
-            r.target->id = id;
-            rows.targets.push_back(std::move(*r.target));
-        } else {
-            rows.rejected.push_back(std::move(r.rejection));
-        }
+        addRow(rows, parseRow(line, columns, static_cast<long>(i + 1)));
     }
     return rows;
 }
