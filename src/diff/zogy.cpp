@@ -20,10 +20,6 @@ using fft::Complex;
 using fft::Plan2d;
 using fft::Real;
 
-bool isBad(const Image<std::uint16_t>* mask, std::uint16_t bad, int x, int y) {
-    return mask && ((*mask)(x, y) & bad) != 0;
-}
-
 /// Places a centred PSF stamp with its centre pixel at the origin (wrapped), as FFT convolution wants.
 void embedPsf(const Image<double>& stamp, Buffer<Real>& out, int w, int h) {
     std::fill(out.data(), out.data() + out.size(), 0.0);
@@ -186,10 +182,11 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
 
     ZogyResult out;
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    out.diff = Image<float>(W, H, nan);
-    out.score = Image<float>(W, H, nan);
-    out.scorr = Image<float>(W, H, nan);
-    if (cfg.keepScoreVariance) out.scoreVariance = Image<float>(W, H, nan);
+    // Every pixel is written by exactly one tile (NaN where excluded): no fill pass.
+    out.diff = Image<float>(W, H, Uninitialized{});
+    if (cfg.keepScore) out.score = Image<float>(W, H, Uninitialized{});
+    out.scorr = Image<float>(W, H, Uninitialized{});
+    if (cfg.keepScoreVariance) out.scoreVariance = Image<float>(W, H, Uninitialized{});
     out.mask = in.mask ? *in.mask : Image<std::uint16_t>(W, H, 0);
     out.sigmaScience = sn;
     out.sigmaReference = sr;
@@ -209,6 +206,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
         for (int tx = 0; tx < nx; ++tx) {
             const Box tile{tx * tw, ty * th, std::min(W, (tx + 1) * tw), std::min(H, (ty + 1) * th)};
             const double px = 0.5 * (tile.x0 + tile.x1 - 1), py = 0.5 * (tile.y0 + tile.y1 - 1);
+            auto t0 = Clock::now();
             const Image<double> psfN = in.sciencePsf(px, py);
             const Image<double> psfR = in.referencePsf(px, py);
             checkStamp(psfN, "science");
@@ -220,7 +218,6 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             const Plan2d& plan = Plan2d::get(fw, fh);
             const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
             const Real norm = static_cast<Real>(1.0 / static_cast<double>(nr));
-            auto t0 = Clock::now();
             if (!k.matches(psfN, psfR, sn, sr, fw, fh)) buildKernels(k, psfN, psfR, sn, sr, Fr, fw, fh, cfg.psfFloor);
             auto t1 = Clock::now();
             out.timing.kernelsS += seconds(t0, t1);
@@ -234,22 +231,39 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
 
             // Load the tile (region.x0/y0 at FFT index 0). Bad or missing pixels become the background
             // (0) with background variance: nothing bright is left to ring.
-            for (int j = 0; j < fh; ++j)
-                for (int i = 0; i < fw; ++i) {
-                    const int x = region.x0 + i, y = region.y0 + j;
-                    const std::size_t q = static_cast<std::size_t>(j) * static_cast<std::size_t>(fw) + static_cast<std::size_t>(i);
-                    float a = 0, b = 0, va = vnBackground, vb = vrBackground;
-                    if (x >= 0 && y >= 0 && x < W && y < H && x < region.x1 && y < region.y1 && !isBad(in.mask, bad, x, y)) {
-                        const float a0 = (*in.science)(x, y), b0 = (*in.reference)(x, y);
-                        const float va0 = (*in.scienceVariance)(x, y), vb0 = (*in.referenceVariance)(x, y);
-                        if (std::isfinite(a0) && std::isfinite(b0) && std::isfinite(va0) && std::isfinite(vb0) && va0 > 0 && vb0 > 0) {
-                            a = a0, b = b0;
-                            if (cfg.sourceNoise) va = va0, vb = vb0;
-                        }
-                    }
-                    n[q] = a, r[q] = b;
-                    if (cfg.sourceNoise) vn[q] = va, vr[q] = vb;
+            const int xa = std::max(region.x0, 0), xb = std::min({region.x1, W, region.x0 + fw});
+            for (int j = 0; j < fh; ++j) {
+                const int y = region.y0 + j;
+                const std::size_t row = static_cast<std::size_t>(j) * static_cast<std::size_t>(fw);
+                Real* nr0 = n.data() + row;
+                Real* rr0 = r.data() + row;
+                Real* vn0 = cfg.sourceNoise ? vn.data() + row : nullptr;
+                Real* vr0 = cfg.sourceNoise ? vr.data() + row : nullptr;
+                std::fill(nr0, nr0 + fw, Real{0});
+                std::fill(rr0, rr0 + fw, Real{0});
+                if (vn0) {
+                    std::fill(vn0, vn0 + fw, vnBackground);
+                    std::fill(vr0, vr0 + fw, vrBackground);
                 }
+                if (y < 0 || y >= H || y >= region.y1 || xa >= xb) continue;
+                const std::size_t off = static_cast<std::size_t>(y) * static_cast<std::size_t>(W);
+                const float* a = in.science->data() + off;
+                const float* b = in.reference->data() + off;
+                const float* va = in.scienceVariance->data() + off;
+                const float* vb = in.referenceVariance->data() + off;
+                const std::uint16_t* m = in.mask ? in.mask->data() + off : nullptr;
+                for (int x = xa; x < xb; ++x) {
+                    const float a0 = a[x], b0 = b[x], va0 = va[x], vb0 = vb[x];
+                    // Finite values and finite positive variances (a - a is NaN for inf and NaN).
+                    const bool good = (!m || (m[x] & bad) == 0) && a0 - a0 == 0.0f && b0 - b0 == 0.0f &&
+                                      va0 - va0 == 0.0f && vb0 - vb0 == 0.0f && va0 > 0.0f && vb0 > 0.0f;
+                    if (!good) continue;
+                    const int i = x - region.x0;
+                    nr0[i] = a0;
+                    rr0[i] = b0;
+                    if (vn0) vn0[i] = va0, vr0[i] = vb0;
+                }
+            }
             t0 = Clock::now();
             out.timing.loadS += seconds(t1, t0);
             plan.forward(n, Nh);
@@ -271,26 +285,48 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             t1 = Clock::now();
             out.timing.transformsS += seconds(t0, t1);
 
-            for (int y = tile.y0; y < tile.y1; ++y)
-                for (int x = tile.x0; x < tile.x1; ++x) {
-                    if (isBad(in.mask, bad, x, y) || !std::isfinite((*in.science)(x, y)) || !std::isfinite((*in.reference)(x, y)))
-                        continue;  // NaN stays
-                    const std::size_t fwq = static_cast<std::size_t>(fw);
-                    const std::size_t q = static_cast<std::size_t>(y - region.y0) * fwq + static_cast<std::size_t>(x - region.x0);
-                    const double sN = SN[q] * norm, sR = SR[q] * norm;
-                    const double s = sN - sR;  // eq 17
-                    double v = cfg.sourceNoise ? V[q] * norm : constantV;
+            // Row by row in float (S_corr needs ~1e-6 relative, not double), branch-free in the
+            // loop body so that it vectorises; excluded pixels are set to NaN afterwards.
+            const std::size_t fwq = static_cast<std::size_t>(fw);
+            const float fnorm = norm, dScale = static_cast<float>(1.0 / k.fD);
+            const float cV = static_cast<float>(constantV), fsx2 = static_cast<float>(sx2), fsy2 = static_cast<float>(sy2);
+            const float halfNorm = 0.5f * fnorm;
+            for (int y = tile.y0; y < tile.y1; ++y) {
+                const std::size_t q0 = static_cast<std::size_t>(y - region.y0) * fwq + static_cast<std::size_t>(tile.x0 - region.x0);
+                const Real* sn0 = SN.data() + q0;
+                const Real* sr0 = SR.data() + q0;
+                const Real* d0 = D.data() + q0;
+                const Real* v0 = cfg.sourceNoise ? V.data() + q0 : nullptr;
+                const std::size_t off = static_cast<std::size_t>(y) * static_cast<std::size_t>(W) + static_cast<std::size_t>(tile.x0);
+                float* oD = out.diff.data() + off;
+                float* oC = out.scorr.data() + off;
+                float* oS = cfg.keepScore ? out.score.data() + off : nullptr;
+                float* oV = cfg.keepScoreVariance ? out.scoreVariance.data() + off : nullptr;
+                const int count = tile.x1 - tile.x0;
+                for (int i = 0; i < count; ++i) {
+                    const float s = (sn0[i] - sr0[i]) * fnorm;  // eq 17
+                    float v = v0 ? v0[i] * fnorm : cV;
                     if (astrometric) {
                         // Astrometric noise (eqs 30-31) with central differences of S_N and S_R.
-                        const double dxN = 0.5 * (SN[q + 1] - SN[q - 1]) * norm, dyN = 0.5 * (SN[q + fwq] - SN[q - fwq]) * norm;
-                        const double dxR = 0.5 * (SR[q + 1] - SR[q - 1]) * norm, dyR = 0.5 * (SR[q + fwq] - SR[q - fwq]) * norm;
-                        v += sx2 * (dxN * dxN + dxR * dxR) + sy2 * (dyN * dyN + dyR * dyR);
+                        const float dxN = (sn0[i + 1] - sn0[i - 1]) * halfNorm, dyN = (sn0[i + fwq] - sn0[i - fwq]) * halfNorm;
+                        const float dxR = (sr0[i + 1] - sr0[i - 1]) * halfNorm, dyR = (sr0[i + fwq] - sr0[i - fwq]) * halfNorm;
+                        v += fsx2 * (dxN * dxN + dxR * dxR) + fsy2 * (dyN * dyN + dyR * dyR);
                     }
-                    out.diff(x, y) = static_cast<float>(D[q] * norm / k.fD);
-                    out.score(x, y) = static_cast<float>(s);
-                    out.scorr(x, y) = static_cast<float>(v > 0 ? s / std::sqrt(v) : 0.0);
-                    if (cfg.keepScoreVariance) out.scoreVariance(x, y) = static_cast<float>(v);
+                    oD[i] = d0[i] * fnorm * dScale;
+                    oC[i] = v > 0.0f ? s / std::sqrt(v) : 0.0f;
+                    if (oS) oS[i] = s;
+                    if (oV) oV[i] = v;
                 }
+                const float* a = in.science->data() + off;
+                const float* b = in.reference->data() + off;
+                const std::uint16_t* m = in.mask ? in.mask->data() + off : nullptr;
+                for (int i = 0; i < count; ++i)
+                    if ((m && (m[i] & bad)) || !std::isfinite(a[i]) || !std::isfinite(b[i])) {
+                        oD[i] = oC[i] = nan;
+                        if (oS) oS[i] = nan;
+                        if (oV) oV[i] = nan;
+                    }
+            }
 
             out.timing.outputS += seconds(t1, Clock::now());
             // Report the tile nearest the image centre.

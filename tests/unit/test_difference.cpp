@@ -38,6 +38,7 @@ Outcome runPair(std::uint64_t seed) {
     const std::string dir = c.outDir + "/";
     pipeline::PrepareConfig prep;
     pipeline::DifferenceConfig cfg;
+    cfg.zogy.keepScore = true;  // S / F_S is the transient's flux below
     const auto reference = pipeline::prepareImage(fits::readImagePlanes(dir + refTruth.file), prep);
     const auto science = pipeline::prepareImage(fits::readImagePlanes(dir + sciTruth.file), prep);
     o.images = pipeline::differenceImages(science, reference, cfg, prep, o.run);

@@ -37,6 +37,7 @@ struct ZogyConfig {
     bool sourceNoise = true;          ///< use the full variance images in S_corr (else only sigma_n, sigma_r)
     std::uint16_t badMask = 0xFFFF;   ///< mask bits that exclude a pixel
     double psfFloor = 1e-8;           ///< relative floor on the denominators, against division by ~0
+    bool keepScore = true;            ///< return S (one image of memory; S_corr and D always)
     bool keepScoreVariance = false;   ///< also return V(S) (one more image of memory)
 };
 
@@ -56,7 +57,7 @@ struct ZogyInput {
 
 struct ZogyResult {
     Image<float> diff;    ///< D / F_D, science ADU
-    Image<float> score;   ///< S
+    Image<float> score;   ///< S (empty unless keepScore)
     Image<float> scorr;   ///< S_corr
     Image<float> scoreVariance;  ///< V(S) used for S_corr (empty unless keepScoreVariance)
     Image<std::uint16_t> mask;   ///< input mask plus Edge where a kernel reached a masked pixel or the border

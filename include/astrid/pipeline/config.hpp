@@ -44,7 +44,12 @@ struct DifferenceConfig {
     registration::MatchConfig match;
     registration::ResampleConfig resample;
     registration::FluxRatioConfig fluxRatio;
-    diff::ZogyConfig zogy;
+    /// ZOGY parameters; S itself is not kept (S_corr and D are; photometry fits D).
+    diff::ZogyConfig zogy = [] {
+        diff::ZogyConfig z;
+        z.keepScore = false;
+        return z;
+    }();
     double detectionThreshold = 5.0;  ///< recorded in /difference_runs; used by detection (issue #4)
     int minMatchedStars = 20;         ///< fewer: quality flag FewMatchedStars
     double maxAstrometricRmsPx = 0.1; ///< more: quality flag LargeAstrometricRms
