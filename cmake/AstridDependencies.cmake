@@ -5,11 +5,12 @@ pkg_check_modules(CFITSIO REQUIRED IMPORTED_TARGET cfitsio)
 pkg_check_modules(WCSLIB REQUIRED IMPORTED_TARGET wcslib)
 pkg_check_modules(FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
 
-# fftw3-mpi ships neither a .pc file nor a CMake config on Debian.
-find_library(FFTW3_MPI_LIBRARY NAMES fftw3_mpi REQUIRED)
+# fftw3-mpi ships neither a .pc file nor a CMake config on Debian. ZOGY runs in single precision,
+# so the runner shares the single-precision planner's wisdom (fftwf_mpi_*).
+find_library(FFTW3F_MPI_LIBRARY NAMES fftw3f_mpi REQUIRED)
 find_path(FFTW3_MPI_INCLUDE_DIR NAMES fftw3-mpi.h REQUIRED)
 add_library(astrid::fftw3_mpi INTERFACE IMPORTED)
-target_link_libraries(astrid::fftw3_mpi INTERFACE "${FFTW3_MPI_LIBRARY}" PkgConfig::FFTW3)
+target_link_libraries(astrid::fftw3_mpi INTERFACE "${FFTW3F_MPI_LIBRARY}" PkgConfig::FFTW3)
 target_include_directories(astrid::fftw3_mpi INTERFACE "${FFTW3_MPI_INCLUDE_DIR}")
 
 set(MPI_CXX_SKIP_MPICXX ON)

@@ -24,6 +24,7 @@ int cmdDiff(int argc, char** argv) {
         "zogy_tile_px", po::value<int>()->default_value(dflt.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")(
         "detection_threshold", po::value<double>()->default_value(dflt.detectionThreshold), "S_corr threshold recorded with the run")(
         "fft_effort", po::value<std::string>()->default_value("estimate"), "FFTW planning: estimate | measure")(
+        "fft_wisdom", po::value<std::string>()->default_value(""), "FFTW wisdom file, read first and updated after (empty: none)")(
         "log_level", po::value<std::string>()->default_value("warn"), "trace | debug | info | warn | error | off")("help,h", "this help");
     po::variables_map vm;
     try {
@@ -39,6 +40,8 @@ int cmdDiff(int argc, char** argv) {
     const std::string effort = vm["fft_effort"].as<std::string>();
     if (effort != "estimate" && effort != "measure") throw ConfigError("must be estimate or measure", "fft_effort");
     diff::setFftEffort(effort == "measure" ? diff::FftEffort::Measure : diff::FftEffort::Estimate);
+    const std::string wisdom = vm["fft_wisdom"].as<std::string>();
+    if (!wisdom.empty()) diff::importFftWisdomFile(wisdom);
     pipeline::PrepareConfig prepare;
     pipeline::DifferenceConfig config;
     config.zogy.tilePx = vm["zogy_tile_px"].as<int>();
@@ -86,6 +89,7 @@ int cmdDiff(int argc, char** argv) {
                         {"seconds", {{"background", run.backgroundS}, {"psf", run.psfS},
                                      {"registration", run.registrationS}, {"zogy", run.zogyS}, {"difference", run.wallS}}}};
     std::ofstream(std::filesystem::path(out) / "summary.json") << j.dump(2) << "\n";
+    if (!wisdom.empty()) diff::exportFftWisdomFile(wisdom);
     std::cout << fmt::format(
         "astrid diff: FWHM sci {:.2f} px ref {:.2f} px, flux ratio {:.4f} +- {:.4f} ({} stars), astrometric rms {:.3f} px "
         "({} matched), noise {:.2f} ADU, S_corr std {:.3f}, quality {}, {:.2f} s (zogy {:.2f} s) -> {}\n",

@@ -51,6 +51,7 @@ po::options_description jobOptions() {
         ("zogy_tile_px", po::value<int>()->default_value(p.difference.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")
         ("detection_threshold", po::value<double>()->default_value(p.difference.detectionThreshold), "S_corr detection threshold (sigma)")
         ("fft_effort", po::value<std::string>()->default_value("measure"), "FFTW planning: estimate | measure (slower start, faster transforms)")
+        ("fft_wisdom", po::value<std::string>()->default_value(""), "FFTW wisdom file, read at the start and updated at the end (empty: none)")
         ("checkpoint_targets", po::value<int>()->default_value(r.checkpointTargets), "checkpoint after this many completed targets")
         ("checkpoint_seconds", po::value<double>()->default_value(r.checkpointSeconds), "...or after this many seconds")
         ("scheduler_computes", po::value<std::string>()->default_value("auto"), "rank 0 also processes targets: auto | yes | no")
@@ -188,6 +189,7 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (c.catalog.empty()) throw ConfigError("no target catalog given (job key or --catalog)", "catalog");
     if (c.archive.empty()) throw ConfigError("no archive given (job key or --archive)", "archive");
     if (c.output.empty()) throw ConfigError("no output file given", "output");
+    c.run.fftWisdomPath = path("fft_wisdom");
     c.pipeline.differenceOutput.directory = path("difference_dir");
     if (c.pipeline.differenceOutput.directory.empty()) c.pipeline.differenceOutput.directory = c.output + ".diff";
     c.run.outputPath = c.output;
@@ -228,6 +230,7 @@ std::string dumpConfig(const JobConfig& c) {
       << "zogy_tile_px = " << c.pipeline.difference.zogy.tilePx << "\n"
       << "detection_threshold = " << c.pipeline.difference.detectionThreshold << "\n"
       << "fft_effort = " << c.fftEffort << "\n"
+      << "fft_wisdom = " << c.run.fftWisdomPath << "\n"
       << "checkpoint_targets = " << c.run.checkpointTargets << "\n"
       << "checkpoint_seconds = " << c.run.checkpointSeconds << "\n"
       << "scheduler_computes = "

@@ -32,6 +32,11 @@ bool importWisdom(const std::string& wisdom) {
     return fftwf_import_wisdom_from_string(wisdom.c_str()) != 0;
 }
 
+void withPlannerLocked(const std::function<void()>& f) {
+    std::lock_guard lock(g_planMutex);
+    f();
+}
+
 Plan2d::Plan2d(int w, int h) : w_(w), h_(h) {
     Buffer<Real> r(realSize());
     Buffer<Complex> c(spectrumSize());

@@ -8,6 +8,7 @@
 #include <complex>
 #include <cstddef>
 #include <new>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -51,6 +52,7 @@ private:
 void setEffort(bool measure);
 std::string exportWisdom();
 bool importWisdom(const std::string& wisdom);
+void withPlannerLocked(const std::function<void()>& f);
 
 /// Real <-> half-complex 2-D transforms of one shape (height rows of width columns; the spectrum has
 /// height x (width / 2 + 1) values). Unnormalised like FFTW: inverse(forward(x)) = width*height*x.

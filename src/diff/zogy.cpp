@@ -4,9 +4,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <numbers>
+#include <sstream>
 #include <vector>
+
+#include <unistd.h>
 
 #include "astrid/core/error.hpp"
 #include "fft.hpp"
@@ -43,6 +48,36 @@ void checkStamp(const Image<double>& s, const char* which) {
 void setFftEffort(FftEffort effort) { fft::setEffort(effort == FftEffort::Measure); }
 std::string exportFftWisdom() { return fft::exportWisdom(); }
 bool importFftWisdom(const std::string& wisdom) { return fft::importWisdom(wisdom); }
+void withFftPlannerLocked(const std::function<void()>& f) { fft::withPlannerLocked(f); }
+
+bool importFftWisdomFile(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return false;
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in.good() && !in.eof()) throw IoError("cannot read the FFTW wisdom file " + path);
+    if (!fft::importWisdom(text.str()))
+        throw IoError("FFTW rejects the wisdom file " + path + " (made by another FFTW version? delete it to re-plan)");
+    return true;
+}
+
+void exportFftWisdomFile(const std::string& path) {
+    const std::string text = fft::exportWisdom();
+    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out << text;
+        out.close();
+        if (!out) throw IoError("cannot write the FFTW wisdom file " + tmp);
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::filesystem::remove(tmp, ec);
+        throw IoError("cannot rename " + tmp + " to " + path);
+    }
+}
 
 int goodFftSize(int minimum) {
     // Multiples of 16 whose other factors are 3 and 5: the sizes FFTW's codelets do fastest

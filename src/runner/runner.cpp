@@ -1,5 +1,6 @@
 #include "astrid/runner/runner.hpp"
 
+#include <fftw3-mpi.h>
 #include <hdf5.h>
 #include <mpi.h>
 
@@ -16,6 +17,7 @@
 #include "astrid/core/error.hpp"
 #include "astrid/core/log.hpp"
 #include "astrid/core/time.hpp"
+#include "astrid/diff/zogy.hpp"
 #include "astrid/output/run_file.hpp"
 #include "astrid/pipeline/pipeline.hpp"
 #include "mpi_check.hpp"
@@ -160,6 +162,18 @@ const char* ioModeName(H5D_mpio_actual_io_mode_t mode) {
     return "unknown";
 }
 
+/// FFTW wisdom (the planner's measurements) shared across ranks with fftw3-mpi: a shape that one
+/// rank has measured is planned instantly by the others. Collective; the planner lock is held
+/// because a compute thread may be planning meanwhile. gather: rank 0 merges everyone's wisdom;
+/// broadcast: every rank imports rank 0's.
+void shareFftWisdom(const MpiSession& mpi, bool gather) {
+    MPI_Comm comm = commOf(mpi);
+    diff::withFftPlannerLocked([&] {
+        if (gather) fftwf_mpi_gather_wisdom(comm);
+        fftwf_mpi_broadcast_wisdom(comm);
+    });
+}
+
 /// Everything a rank's main thread needs for the collective writes.
 class Writer {
 public:
@@ -208,6 +222,7 @@ public:
         file_->flush();
         results.clear();
         ++summary_.checkpoints;
+        shareFftWisdom(mpi_, true);
     }
 
     void writeCatalogIssues(const std::vector<output::CatalogIssueRow>& rows) {
@@ -408,6 +423,19 @@ RunSummary runCampaign(const MpiSession& mpi, const CampaignInput& input, const 
     const auto targets = decodeTargets(mpi.broadcast(mpi.rank() == 0 ? encodeTargets(input.targets) : std::string()));
     summary.targets = static_cast<std::int64_t>(targets.size());
 
+    // FFTW wisdom: rank 0 reads the job's wisdom file (a stale or foreign one only costs planning
+    // time, so it is a warning), then every rank starts from it.
+    if (mpi.rank() == 0 && !options.fftWisdomPath.empty()) {
+        try {
+            if (diff::importFftWisdomFile(options.fftWisdomPath))
+                log::get("astrid.runner")->info("FFTW wisdom read from {}", options.fftWisdomPath);
+        } catch (const Error& e) {
+            log::get("astrid.runner")->warn("{}; planning from scratch", e.what());
+        }
+    }
+    diff::withFftPlannerLocked([] { fftwf_mpi_init(); });
+    shareFftWisdom(mpi, false);
+
     Writer writer(mpi, options, summary);
     writer.writeCatalogIssues(mpi.rank() == 0 ? input.catalogIssues : std::vector<output::CatalogIssueRow>{});
     if (mpi.rank() == 0)
@@ -426,6 +454,14 @@ RunSummary runCampaign(const MpiSession& mpi, const CampaignInput& input, const 
     mpiCheck(MPI_Bcast(&wall, 1, MPI_DOUBLE, 0, commOf(mpi)), "MPI_Bcast(wall)");
     output::RunEnd end{mpi.broadcast(utcNowIso()), "complete", summary.ok, summary.failed, summary.skipped, wall};
     writer.finish(end);
+    shareFftWisdom(mpi, true);
+    if (mpi.rank() == 0 && !options.fftWisdomPath.empty()) {
+        try {
+            diff::exportFftWisdomFile(options.fftWisdomPath);
+        } catch (const Error& e) {
+            log::get("astrid.runner")->warn("{} (the run's results are not affected)", e.what());
+        }
+    }
     // A worker may have asked for work just before the final checkpoint reached it: after the
     // barrier every such request has arrived, and rank 0 drains it so no message is left pending.
     mpi.barrier();

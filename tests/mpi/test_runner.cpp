@@ -1,6 +1,7 @@
 // The MPI campaign at 1, 2 and 4 ranks (ctest runs this binary through mpiexec): every target
 // lands exactly once in the one HDF5 file, failures are rows with reasons, and the table writes
 // were collective (H5Pget_mpio_actual_io_mode on every rank).
+#include <fftw3.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <set>
 
+#include "astrid/diff/zogy.hpp"
 #include "astrid/fits/fits_file.hpp"
 #include "astrid/output/reader.hpp"
 #include "astrid/runner/runner.hpp"
@@ -166,6 +168,51 @@ TEST(Runner, EmptyCampaignStillWritesAValidFile) {
     output::RunReader rd((root / "run.h5").string());
     EXPECT_EQ(rd.rowCount("targets"), 0u);
     EXPECT_EQ(*rd.stringAttribute("status"), "complete");
+}
+
+namespace {
+/// Whether FFTW can plan a w x h r2c transform from wisdom alone (no measuring).
+bool planFromWisdom(int w, int h, unsigned flags) {
+    bool ok = false;
+    diff::withFftPlannerLocked([&] {
+        float* in = fftwf_alloc_real(static_cast<std::size_t>(w) * static_cast<std::size_t>(h));
+        fftwf_complex* out = fftwf_alloc_complex(static_cast<std::size_t>(h) * static_cast<std::size_t>(w / 2 + 1));
+        fftwf_plan p = fftwf_plan_dft_r2c_2d(h, w, in, out, flags);
+        ok = p != nullptr;
+        if (p) fftwf_destroy_plan(p);
+        fftwf_free(in);
+        fftwf_free(out);
+    });
+    return ok;
+}
+}  // namespace
+
+// Each rank measures a shape of its own; after the run every rank can plan every rank's shape from
+// wisdom alone (shared with fftw3-mpi), and the wisdom file holds them all for the next run.
+TEST(Runner, FftWisdomIsSharedAcrossRanksAndSaved) {
+    std::vector<catalog::Target> targets;
+    const fs::path root = makeArchive("wisdom", 3, {}, targets);
+    auto shapeOf = [](int r) { return std::pair{48 + 16 * r, 40}; };
+    const auto [mw, mh] = shapeOf(rank());
+    ASSERT_TRUE(planFromWisdom(mw, mh, FFTW_MEASURE));
+    runner::RunOptions opt;
+    opt.fftWisdomPath = (root / "astrid.fftw-wisdom").string();
+    run(root, targets, opt);
+    for (int r = 0; r < g_mpi->size(); ++r) {
+        const auto [w, h] = shapeOf(r);
+        EXPECT_TRUE(planFromWisdom(w, h, FFTW_MEASURE | FFTW_WISDOM_ONLY)) << "rank " << rank() << " lacks rank " << r << "'s shape";
+    }
+    if (rank() == 0) {
+        ASSERT_TRUE(fs::exists(opt.fftWisdomPath));
+        diff::withFftPlannerLocked([] { fftwf_forget_wisdom(); });
+        EXPECT_FALSE(planFromWisdom(shapeOf(0).first, shapeOf(0).second, FFTW_MEASURE | FFTW_WISDOM_ONLY));
+        ASSERT_TRUE(diff::importFftWisdomFile(opt.fftWisdomPath));
+        for (int r = 0; r < g_mpi->size(); ++r) {
+            const auto [w, h] = shapeOf(r);
+            EXPECT_TRUE(planFromWisdom(w, h, FFTW_MEASURE | FFTW_WISDOM_ONLY)) << "the file lacks rank " << r << "'s shape";
+        }
+    }
+    g_mpi->barrier();
 }
 
 int main(int argc, char** argv) {

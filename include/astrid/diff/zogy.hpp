@@ -88,6 +88,15 @@ void setFftEffort(FftEffort effort);
 /// broadcast from one rank to the others; importFftWisdom returns false when FFTW rejects the text.
 std::string exportFftWisdom();
 bool importFftWisdom(const std::string& wisdom);
+/// Runs `f` with the process's FFTW planner lock held: for code that calls FFTW's wisdom functions
+/// itself (the runner's fftwf_mpi_gather_wisdom / fftwf_mpi_broadcast_wisdom) while another thread
+/// may be planning (the FFTW planner is not thread-safe).
+void withFftPlannerLocked(const std::function<void()>& f);
+/// Wisdom file helpers: importFftWisdomFile returns false when the file does not exist and throws
+/// IoError when it exists but cannot be read or FFTW rejects it (naming the file);
+/// exportFftWisdomFile writes atomically (temporary name, then rename) and throws IoError.
+bool importFftWisdomFile(const std::string& path);
+void exportFftWisdomFile(const std::string& path);
 
 /// The smallest n >= minimum that is a multiple of 16 with no prime factor above 5 (FFTW's fast sizes).
 int goodFftSize(int minimum);

@@ -28,6 +28,9 @@ struct RunOptions {
     SchedulerComputes schedulerComputes = SchedulerComputes::Auto;  ///< Auto: yes up to 64 ranks
     int prefetch = 2;                  ///< targets a rank holds (running + queued)
     double progressSeconds = 5.0;      ///< rank 0 progress line interval
+    /// FFTW wisdom file: read by rank 0 at the start (if it exists), shared with every rank, merged
+    /// from all ranks at every checkpoint and written back at the end. Empty: shared, not saved.
+    std::string fftWisdomPath;
 };
 
 /// What rank 0 knows at the start; other ranks pass an empty one.
