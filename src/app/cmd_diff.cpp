@@ -1,8 +1,10 @@
 // `astrid diff`: the per-epoch stages on one pair, outside any campaign (what users try first, like
 // `hotpants -inim -tmplim -outim`).
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
@@ -51,11 +53,18 @@ int cmdDiff(int argc, char** argv) {
 
     pipeline::DifferenceRun run;
     try {
-        const auto reference = pipeline::prepareImage(fits::readImagePlanes(vm["reference"].as<std::string>()), prepare);
+        auto reference = std::make_unique<pipeline::PreparedImage>(
+            pipeline::prepareImage(fits::readImagePlanes(vm["reference"].as<std::string>()), prepare));
         const auto science = pipeline::prepareImage(fits::readImagePlanes(vm["science"].as<std::string>()), prepare);
-        const auto images = pipeline::differenceImages(science, reference, config, prepare, run);
-        run.backgroundS = science.backgroundS + reference.backgroundS;
-        run.psfS = science.psfS + reference.psfS;
+        run.backgroundS = science.backgroundS + reference->backgroundS;
+        run.psfS = science.psfS + reference->psfS;
+        // One pair: the reference's planes are not needed once it is registered (the peak memory of
+        // a 4k pair is during ZOGY).
+        const auto tStart = std::chrono::steady_clock::now();
+        auto images = pipeline::registerReference(science, *reference, config, prepare, run);
+        reference.reset();
+        pipeline::subtractRegistered(science, images, config, run);
+        run.wallS = std::chrono::duration<double>(std::chrono::steady_clock::now() - tStart).count();
         const std::string prefix = (std::filesystem::path(out) / "").string();
         pipeline::writeDifferenceFits(prefix, science, images, run);
         run.diffPath = prefix + "diff.fits";

@@ -196,6 +196,15 @@ double imageSigma(const Image<float>& var, const Image<std::uint16_t>* mask, std
 }  // namespace
 
 ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
+    if (in.mask && in.science && (in.mask->width() != in.science->width() || in.mask->height() != in.science->height()))
+        throw DataError("zogy: science, reference, variance and mask images differ in size");
+    ZogyInput rest = in;
+    rest.mask = nullptr;
+    return zogy(rest, cfg, in.mask ? *in.mask : Image<std::uint16_t>());
+}
+
+ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t> combinedMask) {
+    if (in.mask) throw DataError("zogy: pass the mask either in the input or as the adopted mask, not both");
     if (!in.science || !in.reference || !in.scienceVariance || !in.referenceVariance)
         throw DataError("zogy: science, reference and both variance images are required");
     const int W = in.science->width(), H = in.science->height();
@@ -203,26 +212,29 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
     if (!sameSize(in.reference->width(), in.reference->height()) ||
         !sameSize(in.scienceVariance->width(), in.scienceVariance->height()) ||
         !sameSize(in.referenceVariance->width(), in.referenceVariance->height()) ||
-        (in.mask && !sameSize(in.mask->width(), in.mask->height())))
+        (!combinedMask.empty() && !sameSize(combinedMask.width(), combinedMask.height())))
         throw DataError("zogy: science, reference, variance and mask images differ in size");
     if (!in.sciencePsf || !in.referencePsf) throw DataError("zogy: both PSF providers are required");
     if (!(in.fluxRatio > 0.0) || !std::isfinite(in.fluxRatio))
         throw DataError("zogy: flux ratio must be finite and > 0 (got " + std::to_string(in.fluxRatio) + ")");
     const std::uint16_t bad = cfg.badMask;
+    ZogyResult out;
+    // The combined mask becomes the result's mask: read during the tiles, Edge added at the end.
+    const bool haveMask = !combinedMask.empty();
+    out.mask = haveMask ? std::move(combinedMask) : Image<std::uint16_t>(W, H, 0);
+    const Image<std::uint16_t>* inMask = haveMask ? &out.mask : nullptr;
     const double Fr = in.fluxRatio;  // F_n = 1
-    const double sn = in.sigmaScience > 0 ? in.sigmaScience : imageSigma(*in.scienceVariance, in.mask, bad);
-    const double sr = in.sigmaReference > 0 ? in.sigmaReference : imageSigma(*in.referenceVariance, in.mask, bad);
+    const double sn = in.sigmaScience > 0 ? in.sigmaScience : imageSigma(*in.scienceVariance, inMask, bad);
+    const double sr = in.sigmaReference > 0 ? in.sigmaReference : imageSigma(*in.referenceVariance, inMask, bad);
     if (!(sn > 0.0) || !(sr > 0.0)) throw DataError("zogy: no usable pixels to estimate the background noise");
     const float vnBackground = static_cast<float>(sn * sn), vrBackground = static_cast<float>(sr * sr);
 
-    ZogyResult out;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     // Every pixel is written by exactly one tile (NaN where excluded): no fill pass.
     out.diff = Image<float>(W, H, Uninitialized{});
     if (cfg.keepScore) out.score = Image<float>(W, H, Uninitialized{});
     out.scorr = Image<float>(W, H, Uninitialized{});
     if (cfg.keepScoreVariance) out.scoreVariance = Image<float>(W, H, Uninitialized{});
-    out.mask = in.mask ? *in.mask : Image<std::uint16_t>(W, H, 0);
     out.sigmaScience = sn;
     out.sigmaReference = sr;
 
@@ -234,8 +246,11 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
     const bool astrometric = sx2 > 0.0 || sy2 > 0.0;
 
     Kernels k;
-    Buffer<Real> n, r, vn, vr, D, SN, SR, V;
-    Buffer<Complex> Nh, Rh, Vh, Vr, work;
+    // Four real and four half-spectrum buffers per tile, each reused: the inputs N, R, V_n, V_r are
+    // dead after their forward transforms and receive D, S_N, S_R and V(S); Vr is the work spectrum
+    // of D once V(S) is done (and the only extra one without source noise).
+    Buffer<Real> n, r, vn, vr;
+    Buffer<Complex> Nh, Rh, Vh, Vr;
     double bestCentre = std::numeric_limits<double>::infinity();
     for (int ty = 0; ty < ny; ++ty)
         for (int tx = 0; tx < nx; ++tx) {
@@ -257,12 +272,14 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             auto t1 = Clock::now();
             out.timing.kernelsS += seconds(t0, t1);
             if (n.size() != nr) {
-                n = Buffer<Real>(nr), r = Buffer<Real>(nr), D = Buffer<Real>(nr), SN = Buffer<Real>(nr),
-                SR = Buffer<Real>(nr), Nh = Buffer<Complex>(nc), Rh = Buffer<Complex>(nc), work = Buffer<Complex>(nc);
-                if (cfg.sourceNoise)
-                    vn = Buffer<Real>(nr), vr = Buffer<Real>(nr), V = Buffer<Real>(nr), Vh = Buffer<Complex>(nc),
-                    Vr = Buffer<Complex>(nc);
+                n = Buffer<Real>(nr), r = Buffer<Real>(nr), vn = Buffer<Real>(nr), Nh = Buffer<Complex>(nc),
+                Rh = Buffer<Complex>(nc), Vr = Buffer<Complex>(nc);
+                if (cfg.sourceNoise) vr = Buffer<Real>(nr), Vh = Buffer<Complex>(nc);
             }
+            Buffer<Real>& D = n;
+            Buffer<Real>& SN = r;
+            Buffer<Real>& SR = vn;
+            Buffer<Real>& V = vr;
 
             // Load the tile (region.x0/y0 at FFT index 0). Bad or missing pixels become the background
             // (0) with background variance: nothing bright is left to ring.
@@ -286,7 +303,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
                 const float* b = in.reference->data() + off;
                 const float* va = in.scienceVariance->data() + off;
                 const float* vb = in.referenceVariance->data() + off;
-                const std::uint16_t* m = in.mask ? in.mask->data() + off : nullptr;
+                const std::uint16_t* m = inMask ? inMask->data() + off : nullptr;
                 for (int x = xa; x < xb; ++x) {
                     const float a0 = a[x], b0 = b[x], va0 = va[x], vb0 = vb[x];
                     // Finite values and finite positive variances (a - a is NaN for inf and NaN).
@@ -303,19 +320,20 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
             out.timing.loadS += seconds(t1, t0);
             plan.forward(n, Nh);
             plan.forward(r, Rh);
-            for (std::size_t q = 0; q < nc; ++q) work[q] = k.dN[q] * Nh[q] - k.dR[q] * Rh[q];
-            plan.inverse(work, D);
-            for (std::size_t q = 0; q < nc; ++q) work[q] = k.kN[q] * Nh[q];
-            plan.inverse(work, SN);
-            for (std::size_t q = 0; q < nc; ++q) work[q] = k.kR[q] * Rh[q];
-            plan.inverse(work, SR);
             // V(S) = V_n (x) k_n^2 + V_r (x) k_r^2 (eqs 26-27), one inverse transform for both.
             if (cfg.sourceNoise) {
                 plan.forward(vn, Vh);
                 plan.forward(vr, Vr);
-                for (std::size_t q = 0; q < nc; ++q) work[q] = Vh[q] * k.kN2[q] + Vr[q] * k.kR2[q];
-                plan.inverse(work, V);
+                for (std::size_t q = 0; q < nc; ++q) Vh[q] = Vh[q] * k.kN2[q] + Vr[q] * k.kR2[q];
+                plan.inverse(Vh, V);
             }
+            Buffer<Complex>& work = Vr;
+            for (std::size_t q = 0; q < nc; ++q) work[q] = k.dN[q] * Nh[q] - k.dR[q] * Rh[q];
+            plan.inverse(work, D);
+            for (std::size_t q = 0; q < nc; ++q) Nh[q] *= k.kN[q];
+            plan.inverse(Nh, SN);
+            for (std::size_t q = 0; q < nc; ++q) Rh[q] *= k.kR[q];
+            plan.inverse(Rh, SR);
             const double constantV = sn * sn * k.sumKn2 + sr * sr * k.sumKr2;
             t1 = Clock::now();
             out.timing.transformsS += seconds(t0, t1);
@@ -354,7 +372,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
                 }
                 const float* a = in.science->data() + off;
                 const float* b = in.reference->data() + off;
-                const std::uint16_t* m = in.mask ? in.mask->data() + off : nullptr;
+                const std::uint16_t* m = inMask ? inMask->data() + off : nullptr;
                 for (int i = 0; i < count; ++i)
                     if ((m && (m[i] & bad)) || !std::isfinite(a[i]) || !std::isfinite(b[i])) {
                         oD[i] = oC[i] = nan;
@@ -381,35 +399,37 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg) {
     // certain): a separable box dilation of the bad-pixel map by the P_D half-size.
     const auto tMask = Clock::now();
     const int reach = out.psfD.width() / 2;
-    // Rows: mark [x - reach, x + reach] around every bad pixel (a running "last bad x").
-    Image<std::uint8_t> rows(W, H, 0);
-    bool anyBad = false;
-    if (in.mask)
-        for (int y = 0; y < H; ++y) {
-            const std::uint16_t* m = &(*in.mask)(0, y);
-            std::uint8_t* o = &rows(0, y);
-            int last = -1 - 2 * reach;
-            for (int x = 0; x < W + reach; ++x) {
-                if (x < W && (m[x] & bad)) last = x, anyBad = true;
-                const int xo = x - reach;
-                if (xo >= 0 && last >= xo - reach) o[xo] = 1;
-            }
+    // Rows: mark [x - reach, x + reach] around every bad pixel (a running "last bad x"), into a ring
+    // of the 2 reach + 2 rows the column window needs. A row is marked before Edge is written into it
+    // (row y + reach enters when row y is written), so the input's own bits are what counts.
+    const int ringRows = 2 * reach + 2;
+    std::vector<std::uint8_t> ring(static_cast<std::size_t>(ringRows) * static_cast<std::size_t>(W), 0);
+    auto ringRow = [&](int y) { return ring.data() + static_cast<std::size_t>(y % ringRows) * static_cast<std::size_t>(W); };
+    auto markRow = [&](int y) {
+        std::uint8_t* o = ringRow(y);
+        std::fill(o, o + W, std::uint8_t{0});
+        if (!inMask) return;
+        const std::uint16_t* m = &out.mask(0, y);
+        int last = -1 - 2 * reach;
+        for (int x = 0; x < W + reach; ++x) {
+            if (x < W && (m[x] & bad)) last = x;
+            const int xo = x - reach;
+            if (xo >= 0 && last >= xo - reach) o[xo] = 1;
         }
+    };
     // Columns, row-major: a per-column count of marked rows inside the sliding window [y - r, y + r].
     std::vector<int> count(static_cast<std::size_t>(W), 0);
     auto addRow = [&](int y, int sign) {
         if (y < 0 || y >= H) return;
-        const std::uint8_t* o = &rows(0, y);
+        if (sign > 0) markRow(y);
+        const std::uint8_t* o = ringRow(y);
         for (int x = 0; x < W; ++x) count[static_cast<std::size_t>(x)] += sign * o[x];
     };
-    if (anyBad)
-        for (int y = 0; y < reach && y < H; ++y) addRow(y, 1);
+    for (int y = 0; y < reach && y < H; ++y) addRow(y, 1);
     const std::uint16_t edge = bits(MaskBit::Edge);
     for (int y = 0; y < H; ++y) {
-        if (anyBad) {
-            addRow(y + reach, 1);
-            addRow(y - reach - 1, -1);
-        }
+        addRow(y + reach, 1);
+        addRow(y - reach - 1, -1);
         std::uint16_t* m = &out.mask(0, y);
         const bool borderRow = y < reach || y >= H - reach;
         for (int x = 0; x < W; ++x)

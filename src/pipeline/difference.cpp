@@ -233,6 +233,14 @@ double robustScorrStd(const diff::ZogyResult& z) {
 DifferenceImages differenceImages(const PreparedImage& science, const PreparedImage& reference,
                                   const DifferenceConfig& cfg, const PrepareConfig& prepare, DifferenceRun& run) {
     const auto tStart = Clock::now();
+    DifferenceImages d = registerReference(science, reference, cfg, prepare, run);
+    subtractRegistered(science, d, cfg, run);
+    run.wallS = since(tStart);
+    return d;
+}
+
+DifferenceImages registerReference(const PreparedImage& science, const PreparedImage& reference,
+                                   const DifferenceConfig& cfg, const PrepareConfig& prepare, DifferenceRun& run) {
     const int W = science.pixels.width(), H = science.pixels.height();
     DifferenceImages d;
     run.fwhmSciencePx = science.psf ? science.psf->fwhmPx() : 0.0;
@@ -320,7 +328,6 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
     }
     const double resampleS = since(tResample);
     const auto tRegPsf = Clock::now();
-    const Image<float>& referenceVariance = d.registeredReference.variance;
     // The registered reference's PSF, measured on the registered image itself (it carries the
     // resampling's smoothing and the map's rotation/scale) at the reference's stars carried through
     // the map.
@@ -336,9 +343,15 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
         ->debug("{}: registration {:.3f} s: matching and flux ratio {:.3f} s, resampling {:.3f} s, registered "
                 "reference's stars and PSF {:.3f} s",
                 science.label, run.registrationS, matchS, resampleS, since(tRegPsf));
+    return d;
+}
 
+void subtractRegistered(const PreparedImage& science, DifferenceImages& d, const DifferenceConfig& cfg,
+                        DifferenceRun& run) {
+    if (!science.psf || !d.registeredReferencePsf || d.registeredReference.image.empty())
+        throw StageError(Stage::Internal, science.label + ": subtractRegistered before registerReference");
     // ZOGY on the combined mask.
-    t0 = Clock::now();
+    const auto t0 = Clock::now();
     Image<std::uint16_t> mask = science.pixels.mask;
     for (std::size_t i = 0; i < mask.size(); ++i) mask.data()[i] |= d.registeredReference.mask.data()[i];
     diff::ZogyConfig zc = cfg.zogy;
@@ -348,15 +361,14 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
     in.science = &science.pixels.image;
     in.reference = &d.registeredReference.image;
     in.scienceVariance = &science.pixels.variance;
-    in.referenceVariance = &referenceVariance;
-    in.mask = &mask;
+    in.referenceVariance = &d.registeredReference.variance;
     const psf::PsfModel& psfN = *science.psf;
     const psf::PsfModel& psfR = *d.registeredReferencePsf;
     in.sciencePsf = [&psfN](double x, double y) { return psfN.stampAt(x, y); };
     in.referencePsf = [&psfR](double x, double y) { return psfR.stampAt(x, y); };
     in.fluxRatio = d.ratio.ratio;
     try {
-        d.zogy = diff::zogy(in, zc);
+        d.zogy = diff::zogy(in, zc, std::move(mask));
     } catch (const Error& e) {
         throw StageError(Stage::Difference, science.label + ": " + e.what());
     }
@@ -378,8 +390,6 @@ DifferenceImages differenceImages(const PreparedImage& science, const PreparedIm
                                  psf::kindName(psfR.kind()),
                                  d.match.method == registration::MatchMethod::Pattern ? "pattern" : "wcs",
                                  d.match.order);
-    run.wallS = since(tStart);
-    return d;
 }
 
 void writeDifferenceFits(const std::string& prefix, const PreparedImage& science, const DifferenceImages& d,

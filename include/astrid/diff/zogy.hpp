@@ -77,6 +77,10 @@ struct ZogyResult {
 /// Runs ZOGY. Throws DataError for inconsistent inputs (sizes differ, missing PSFs, non-positive
 /// noise, a PSF stamp without finite positive sum).
 ZogyResult zogy(const ZogyInput& input, const ZogyConfig& config = {});
+/// As above with the combined mask handed over (moved) instead of input.mask (which must be null):
+/// it becomes the result's mask, so a 4k pair does not hold two copies (32 MB). An empty image
+/// means no mask.
+ZogyResult zogy(const ZogyInput& input, const ZogyConfig& config, Image<std::uint16_t> combinedMask);
 
 /// FFTW planning effort for transform shapes planned from now on (process-wide; plans are cached
 /// per shape). Measure times candidate algorithms once per shape (~1-2 s at 1152^2) for transforms

@@ -65,6 +65,15 @@ struct DifferenceImages {
 DifferenceImages differenceImages(const PreparedImage& science, const PreparedImage& reference,
                                   const DifferenceConfig& config, const PrepareConfig& prepare, DifferenceRun& run);
 
+/// The two halves of differenceImages, for callers that release the reference in between (a single
+/// pair: `astrid diff` drops the reference's planes, 160 MB at 4k, before ZOGY allocates its own).
+/// registerReference fills everything but `zogy` and the registration fields of `run`;
+/// subtractRegistered runs ZOGY on its result and fills the rest of `run` except wallS.
+DifferenceImages registerReference(const PreparedImage& science, const PreparedImage& reference,
+                                   const DifferenceConfig& config, const PrepareConfig& prepare, DifferenceRun& run);
+void subtractRegistered(const PreparedImage& science, DifferenceImages& images, const DifferenceConfig& config,
+                        DifferenceRun& run);
+
 /// Robust standard deviation (1.4826 MAD) of S_corr over pixels without mask bits (subsampled to
 /// at most ~1M pixels).
 double robustScorrStd(const diff::ZogyResult& z);
