@@ -20,7 +20,9 @@ int cmdSimulate(int argc, char** argv) {
         "pixel-scale", po::value<double>()->default_value(d.pixelScaleArcsec), "arcsec per pixel")(
         "filter", po::value<std::string>()->default_value(d.filter), "filter band name")(
         "distortion", po::value<std::string>()->default_value("none"), "none | sip | tpv")(
-        "no-galaxies", "no extended galaxies (transients on blank sky)")("help,h", "this help");
+        "no-galaxies", "no extended galaxies (transients on blank sky)")(
+        "noiseless", "render the expectation: no Poisson or read noise (for measuring method errors)")(
+        "no-defects", "no bad columns or cosmic rays")("help,h", "this help");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -40,6 +42,8 @@ int cmdSimulate(int argc, char** argv) {
     c.pixelScaleArcsec = vm["pixel-scale"].as<double>();
     c.filter = vm["filter"].as<std::string>();
     c.galaxies = !vm.count("no-galaxies");
+    c.noise = !vm.count("noiseless");
+    c.defects = !vm.count("no-defects");
     c.distortion = sim::parseDistortion(vm["distortion"].as<std::string>());
     if (c.targets < 1) throw ConfigError("must be >= 1", "targets");
     if (c.epochs < 1) throw ConfigError("must be >= 1", "epochs");
