@@ -46,11 +46,28 @@ struct Placement {
 Placement registerOnto(const PreparedImage& grid, const PreparedImage& moving, int width, int height,
                        const registration::MatchConfig& config, const std::string& logger);
 
-/// The photometric ratio moving / grid (registration::fluxRatio) from PSF-fit fluxes of the first
-/// `maxPairs` pairs, each image measured with its own PSF model at its own star position. Throws
+/// One star's flux in `image` measured through the other image's PSF: the image near (x, y) is
+/// convolved with `otherPsf` (its stamp at the other image's position of the star) and fitted, with
+/// a constant, by the model ownPsf(shifted to the star) (x) otherPsf over a stamp of half-size
+/// stampHalfPx. Both images of a pair measured so see the same PSF, P_grid (x) P_moving, so the
+/// light of neighbours and any PSF-model error enter both alike and cancel in the ratio, which a
+/// plain PSF fit leaves as a seeing-dependent bias in crowded fields. Each PSF is used in its own
+/// image's pixel frame (exact for registrations that are shifts; a small rotation or scale change
+/// alters the overlap of elliptical PSFs only at second order). `snr` receives the plain PSF fit's
+/// signal-to-noise (flux / its error from the variance plane). NaN when a pixel of the footprint is
+/// outside the image, masked (background::kInfiniteVarianceMask) or not finite.
+double crossConvolvedFlux(const MaskedImage& image, const psf::PsfModel& ownPsf, double x, double y,
+                          const psf::PsfModel& otherPsf, double otherX, double otherY, int stampHalfPx, double& snr);
+
+/// The photometric ratio moving / grid (registration::fluxRatio) from cross-convolved fluxes
+/// (crossConvolvedFlux) of the first `maxPairs` pairs, each in its own image at its own position.
+/// Pairs whose plain PSF-fit S/N is below `minSnr` in either image are left out (a faint star's
+/// ratio is noisy and, in a crowded field, the most affected by neighbours and background errors)
+/// unless fewer than config.minPairs remain, in which case every measured pair is used. Throws
 /// DataError (from fluxRatio) when fewer than config.minPairs pairs have finite fluxes.
 registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const PreparedImage& moving,
                                          const std::vector<registration::MatchedPair>& pairs,
-                                         const registration::FluxRatioConfig& config, std::size_t maxPairs = 300);
+                                         const registration::FluxRatioConfig& config, double minSnr = 20.0,
+                                         std::size_t maxPairs = 150);
 
 }  // namespace astrid::pipeline::detail
