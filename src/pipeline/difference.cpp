@@ -258,11 +258,17 @@ void writeDifferenceFits(const std::string& prefix, const PreparedImage& science
     h.set("SCORRSTD", run.scorrStd, "robust std of S_corr");
     for (const char* key : {"DATE-OBS", "MJD-OBS", "FILTER", "EXPTIME", "OBJECT"})
         if (auto v = science.header.getString(key)) h.set(key, *v);
+    // The mask bits (core/image.hpp MaskBit: masked pixels are NaN, Edge marks pixels within a P_D
+    // half-size of them or of the border) as a MASK extension of both files.
+    fits::Header mh;
+    mh.set("EXTNAME", "MASK");
+    mh.set("COMMENT", "astrid MaskBit: 1 Bad 2 Saturated 4 NoData 8 Edge 16 CosmicRay 32 Interpolated");
     {
         auto f = fits::FitsFile::create(prefix + "diff.fits");
         fits::Header hd = h;
         hd.set("IMAGETYP", "D/F_D", "ZOGY proper difference in science ADU");
         f.writeImage(d.zogy.diff, hd);
+        f.writeImage(d.zogy.mask, mh);
         f.close();
     }
     {
@@ -271,6 +277,7 @@ void writeDifferenceFits(const std::string& prefix, const PreparedImage& science
         hs.set("IMAGETYP", "S_corr", "ZOGY corrected score, sigma units");
         hs.set("BUNIT", "sigma");
         f.writeImage(d.zogy.scorr, hs);
+        f.writeImage(d.zogy.mask, mh);
         f.close();
     }
     auto writePsf = [](const std::string& path, const psf::PsfModel& m, double x, double y) {
