@@ -9,9 +9,9 @@
 // Per input: placed on the first input's grid (used pixel for pixel when its WCS says it is already
 // there; else registered like differenceImages registers a reference: stars matched through the WCS
 // guess, asterism matching without a WCS, the WCSs alone when stars give no consistent fit; Lanczos3,
-// flux-conserving), scaled to the first input's photometry (the PSF-fit flux ratio of paired stars,
-// 1 when it cannot be measured), weighted by the inverse of its sky variance. Per pixel: a clipped,
-// weighted mean (see StackConfig). Conventions: pixels 0-based, centres at integers (core/image.hpp);
+// flux-conserving), scaled to the first input's photometry (the flux ratio of paired stars from
+// cross-convolved PSF fits, as differenceImages measures it; 1 when it cannot be measured), weighted
+// by the inverse of its sky variance. Per pixel: a clipped, weighted mean (see StackConfig). Conventions: pixels 0-based, centres at integers (core/image.hpp);
 // values in the first input's ADU, background-subtracted; variance in ADU^2. MPI-free, single-threaded.
 #include <cstddef>
 #include <cstdint>
