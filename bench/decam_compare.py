@@ -227,7 +227,7 @@ def main():
         ("(d) bright star: 2018 aperture flux (ADU)", f"{star_flux:.0f}", "", f"centroid ({sx:.1f}, {sy:.1f})"),
         ("(d) positive lobe (ADU, offset px)", "%.0f at (%+.1f, %+.1f)" % lob_ours[0:3], "%.0f at (%+.1f, %+.1f)" % lob_sfft[0:3], "smoothed 1 px"),
         ("(d) negative lobe (ADU, offset px)", "%.0f at (%+.1f, %+.1f)" % lob_ours[3:6], "%.0f at (%+.1f, %+.1f)" % lob_sfft[3:6], ""),
-        ("(d) residual rms within r (ADU) / per star flux", f"{lob_ours[6]:.0f} / {lob_ours[6] / star_flux:.1e}",
+        ("(d) residual rms within r (ADU) / that per star flux", f"{lob_ours[6]:.0f} / {lob_ours[6] / star_flux:.1e}",
          f"{lob_sfft[6]:.0f} / {lob_sfft[6] / star_flux:.1e}", ""),
         ("(d) net residual within r / star flux", f"{lob_ours[7] / star_flux:+.4f}", f"{lob_sfft[7] / star_flux:+.4f}", ""),
     ]
