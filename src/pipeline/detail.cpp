@@ -160,6 +160,20 @@ registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const Prepar
     }
     log::get("astrid.pipeline")->debug("{} / {}: flux ratio from {} pairs: {} measured, {} with S/N >= {}", grid.label,
                                        moving.label, pairs.size(), measured.size(), bright.size(), minSnr);
+    if (static_cast<int>(measured.size()) < config.minPairs) {
+        // Too few stars with a clean footprint for the cross-convolution (small images, masks near
+        // every star): plain PSF fits, each image with its own PSF, which need only the PSF stamp.
+        measured.clear();
+        for (std::size_t i = 0; i < order.size() && measured.size() < maxPairs; ++i) {
+            registration::MatchedPair p = *order[i];
+            p.sci.flux = psfFlux(grid.pixels, *grid.psf, p.sci.x, p.sci.y);
+            p.ref.flux = psfFlux(moving.pixels, *moving.psf, p.ref.x, p.ref.y);
+            if (std::isfinite(p.sci.flux) && std::isfinite(p.ref.flux)) measured.push_back(p);
+        }
+        log::get("astrid.pipeline")->debug("{} / {}: plain PSF fits instead ({} pairs)", grid.label, moving.label,
+                                           measured.size());
+        return registration::fluxRatio(measured, config);
+    }
     return registration::fluxRatio(static_cast<int>(bright.size()) >= config.minPairs ? bright : measured, config);
 }
 

@@ -63,8 +63,10 @@ double crossConvolvedFlux(const MaskedImage& image, const psf::PsfModel& ownPsf,
 /// (crossConvolvedFlux) of the first `maxPairs` pairs, each in its own image at its own position.
 /// Pairs whose plain PSF-fit S/N is below `minSnr` in either image are left out (a faint star's
 /// ratio is noisy and, in a crowded field, the most affected by neighbours and background errors)
-/// unless fewer than config.minPairs remain, in which case every measured pair is used. Throws
-/// DataError (from fluxRatio) when fewer than config.minPairs pairs have finite fluxes.
+/// unless fewer than config.minPairs remain, in which case every measured pair is used. When fewer
+/// than config.minPairs pairs can be cross-convolved at all (footprints off the image or masked),
+/// plain PSF fits (psfFlux, each image with its own PSF) are used instead. Throws DataError (from
+/// fluxRatio) when fewer than config.minPairs pairs have finite fluxes either way.
 registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const PreparedImage& moving,
                                          const std::vector<registration::MatchedPair>& pairs,
                                          const registration::FluxRatioConfig& config, double minSnr = 20.0,
