@@ -5,6 +5,7 @@ namespace astrid::app {
 int cmdSimulate(int argc, char** argv);
 int cmdCatalog(int argc, char** argv);
 int cmdRun(int argc, char** argv);
+int cmdStack(int argc, char** argv);
 int cmdDiff(int argc, char** argv);
 int cmdInspect(int argc, char** argv);
 }  // namespace astrid::app

@@ -16,6 +16,7 @@ void usage(std::ostream& out) {
         << "  simulate   write a synthetic campaign (FITS archive, SAI catalog, truth, job file)\n"
         << "  catalog    parse a target catalog and report parsed/rejected rows with reasons\n"
         << "  run        process a campaign on MPI ranks into one parallel-HDF5 file\n"
+        << "  stack      co-add exposures of one epoch onto the first one's grid and flux scale\n"
         << "  diff       register and subtract one reference/science pair (ZOGY), write FITS + JSON\n"
         << "  inspect    summarise a run file, list failures, export a table as CSV\n";
 }
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
         if (cmd == "simulate") return astrid::app::cmdSimulate(argc - 1, argv + 1);
         if (cmd == "catalog") return astrid::app::cmdCatalog(argc - 1, argv + 1);
         if (cmd == "run") return astrid::app::cmdRun(argc - 1, argv + 1);
+        if (cmd == "stack") return astrid::app::cmdStack(argc - 1, argv + 1);
         if (cmd == "diff") return astrid::app::cmdDiff(argc - 1, argv + 1);
         if (cmd == "inspect") return astrid::app::cmdInspect(argc - 1, argv + 1);
         std::cerr << "astrid: unknown command '" << cmd << "'\n\n";

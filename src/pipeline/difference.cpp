@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "astrid/core/log.hpp"
+#include "detail.hpp"
 
 namespace astrid::pipeline {
 namespace {
@@ -23,39 +24,6 @@ double headerNumber(const fits::Header& h, std::initializer_list<const char*> ke
         }
     }
     return std::numeric_limits<double>::quiet_NaN();
-}
-
-/// Stars for matching. Blended stars are kept: in a crowded field (the real DECam cutout: 2,263
-/// detections, all but 2 of the clean ones flagged Blended at 3 FWHM) they are most of the stars,
-/// and the matcher's clipping rejects the few whose centroid a neighbour pulled.
-std::vector<registration::MatchPoint> matchPoints(const psf::StarFinderResult& r) {
-    constexpr std::uint32_t reject = psf::kAstrometryRejectFlags & ~psf::bits(psf::StarFlag::Blended);
-    std::vector<registration::MatchPoint> out;
-    out.reserve(r.stars.size());
-    for (const psf::Star& s : r.stars)
-        if ((s.flags & reject) == 0 && s.flux > 0) out.push_back({s.x, s.y, s.flux});
-    return out;
-}
-
-/// PSF-fit flux of a point source at (x, y) with a fixed position: the weighted-kernel estimator
-/// F = sum(P d / v) / sum(P^2 / v) over the stamp's unmasked pixels (NaN when nothing is usable).
-/// Both images of a pair are measured with their own PSF models, which are normalised to the total
-/// flux, so the ratio does not depend on apertures or aperture corrections.
-double psfFlux(const MaskedImage& m, const psf::PsfModel& model, double x, double y) {
-    const int cx = static_cast<int>(std::lround(x)), cy = static_cast<int>(std::lround(y));
-    const Image<double> stamp = model.stampAt(x, y, x - cx, y - cy);
-    const int h = stamp.width() / 2;
-    double num = 0.0, den = 0.0;
-    for (int j = -h; j <= h; ++j)
-        for (int i = -h; i <= h; ++i) {
-            const int px = cx + i, py = cy + j;
-            if (px < 0 || py < 0 || px >= m.width() || py >= m.height() || m.mask(px, py) != 0) continue;
-            const double v = m.variance(px, py), d = m.image(px, py), p = stamp(i + h, j + h);
-            if (!(v > 0.0) || !std::isfinite(v) || !std::isfinite(d)) continue;
-            num += p * d / v;
-            den += p * p / v;
-        }
-    return den > 0.0 ? num / den : std::numeric_limits<double>::quiet_NaN();
 }
 
 /// Cosmic rays and hot pixels: no astronomical source is sharper than the PSF. A pixel is flagged
@@ -247,46 +215,15 @@ DifferenceImages registerReference(const PreparedImage& science, const PreparedI
     run.psfStarsScience = science.psf ? science.psf->starsUsed() : 0;
     run.detectionThreshold = cfg.detectionThreshold;
 
-    // Registration: the WCS guess refined by matched stars; asterism matching when it fails.
+    // Registration: the WCS guess refined by matched stars; asterism matching when it fails; the
+    // WCSs alone when stars give no consistent fit (quality flag).
     auto t0 = Clock::now();
     try {
-        const auto sciPts = matchPoints(science.stars), refPts = matchPoints(reference.stars);
-        std::optional<registration::PixelMap> guess;
-        if (science.wcs && reference.wcs) guess.emplace(registration::PixelMap::fromWcs(*science.wcs, *reference.wcs, W, H));
-        try {
-            d.match = registration::matchStarLists(sciPts, refPts, guess ? &*guess : nullptr, cfg.match);
-        } catch (const DataError& e) {
-            if (!guess) throw;
-            // Crowded or sparse fields where star pairs give no consistent fit: register with the
-            // WCSs alone (their own accuracy), pair stars through them for the flux ratio only,
-            // and say so in the quality flags.
-            log::get("astrid.pipeline")->warn("{}: star matching failed ({}); registering with the WCSs alone",
-                                              science.label, e.what());
-            d.match = registration::MatchResult{};
-            d.match.map = *guess;
-            d.match.method = registration::MatchMethod::Guess;
-            run.quality |= static_cast<std::uint32_t>(DiffQuality::WcsOnly);
-            for (const auto& sp : sciPts) {
-                const auto q = guess->apply(sp.x, sp.y);
-                const registration::MatchPoint* best = nullptr;
-                double bestD2 = 1.0;  // within 1 px
-                for (const auto& rp : refPts) {
-                    const double d2 = (rp.x - q.x) * (rp.x - q.x) + (rp.y - q.y) * (rp.y - q.y);
-                    if (d2 < bestD2) bestD2 = d2, best = &rp;
-                }
-                if (best) d.match.pairs.push_back({sp, *best});
-            }
-        }
+        detail::Placement placed = detail::registerOnto(science, reference, W, H, cfg.match, "astrid.pipeline");
+        d.match = std::move(placed.match);
+        if (placed.wcsOnly) run.quality |= static_cast<std::uint32_t>(DiffQuality::WcsOnly);
         // The photometric scale from PSF-fit fluxes of the matched stars in both images.
-        std::vector<registration::MatchedPair> measured;
-        const std::size_t nPairs = std::min<std::size_t>(d.match.pairs.size(), 300);
-        for (std::size_t i = 0; i < nPairs; ++i) {
-            registration::MatchedPair p = d.match.pairs[i];
-            p.sci.flux = psfFlux(science.pixels, *science.psf, p.sci.x, p.sci.y);
-            p.ref.flux = psfFlux(reference.pixels, *reference.psf, p.ref.x, p.ref.y);
-            if (std::isfinite(p.sci.flux) && std::isfinite(p.ref.flux)) measured.push_back(p);
-        }
-        d.ratio = registration::fluxRatio(measured, cfg.fluxRatio);
+        d.ratio = detail::measureFluxRatio(science, reference, d.match.pairs, cfg.fluxRatio);
     } catch (const Error& e) {
         throw StageError(Stage::Registration, science.label + " onto " + reference.label + ": " + e.what());
     }
@@ -405,11 +342,17 @@ void writeDifferenceFits(const std::string& prefix, const PreparedImage& science
     h.set("SCORRSTD", run.scorrStd, "robust std of S_corr");
     for (const char* key : {"DATE-OBS", "MJD-OBS", "FILTER", "EXPTIME", "OBJECT"})
         if (auto v = science.header.getString(key)) h.set(key, *v);
+    // The mask bits (core/image.hpp MaskBit: masked pixels are NaN, Edge marks pixels within a P_D
+    // half-size of them or of the border) as a MASK extension of both files.
+    fits::Header mh;
+    mh.set("EXTNAME", "MASK");
+    mh.set("COMMENT", "astrid MaskBit: 1 Bad 2 Saturated 4 NoData 8 Edge 16 CosmicRay 32 Interpolated");
     {
         auto f = fits::FitsFile::create(prefix + "diff.fits");
         fits::Header hd = h;
         hd.set("IMAGETYP", "D/F_D", "ZOGY proper difference in science ADU");
         f.writeImage(d.zogy.diff, hd);
+        f.writeImage(d.zogy.mask, mh);
         f.close();
     }
     {
@@ -418,6 +361,7 @@ void writeDifferenceFits(const std::string& prefix, const PreparedImage& science
         hs.set("IMAGETYP", "S_corr", "ZOGY corrected score, sigma units");
         hs.set("BUNIT", "sigma");
         f.writeImage(d.zogy.scorr, hs);
+        f.writeImage(d.zogy.mask, mh);
         f.close();
     }
     auto writePsf = [](const std::string& path, const psf::PsfModel& m, double x, double y) {

@@ -61,4 +61,19 @@ echo "$out"
 out="$("$ASTRID" run --config "$work/sim/campaign.ini" --output /nonexistent-dir/x.h5 2>&1)"; rc=$?
 echo "$out"
 [ "$rc" -ne 0 ] && grep -q "/nonexistent-dir/x.h5" <<<"$out" || fail "unwritable output not named"
+# astrid stack: an unreadable input, and one of another size without a WCS, are named; nothing is written.
+good="$a/${names[0]}/${names[0]}_e0.fits"
+out="$("$ASTRID" stack --out "$work/stack.fits" "$good" "$a/${names[1]}/${names[1]}_e1.fits" 2>&1)"; rc=$?
+echo "$out"
+[ "$rc" -eq 1 ] && grep -q "${names[1]}_e1.fits" <<<"$out" || fail "stack: unreadable input not named"
+/usr/bin/python3 - "$a/${names[4]}/${names[4]}_e0.fits" "$work/small.fits" <<'PY' || fail "astropy crop"
+import sys
+from astropy.io import fits
+with fits.open(sys.argv[1]) as h:
+    fits.PrimaryHDU(h[0].data[:150, :150], h[0].header).writeto(sys.argv[2])
+PY
+out="$("$ASTRID" stack --out "$work/stack.fits" "$good" "$work/small.fits" 2>&1)"; rc=$?
+echo "$out"
+[ "$rc" -eq 1 ] && grep -q "small.fits is 150x150" <<<"$out" || fail "stack: input of another size without WCS not named"
+[ ! -e "$work/stack.fits" ] || fail "a stack was written from bad inputs"
 echo "bad input: OK"

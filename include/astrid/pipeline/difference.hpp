@@ -80,7 +80,9 @@ double robustScorrStd(const diff::ZogyResult& z);
 
 /// Writes D / F_D and S_corr (with the science header's WCS and the ZOGY numbers) and the two PSFs
 /// as FITS files: `<prefix>diff.fits`, `<prefix>scorr.fits`, `<prefix>psf_sci.fits`,
-/// `<prefix>psf_ref.fits`. Throws FitsError.
+/// `<prefix>psf_ref.fits`. diff.fits and scorr.fits carry the ZOGY mask bits (MaskBit) as a MASK
+/// image extension: masked pixels are NaN, Edge pixels are finite but within a P_D half-size of a
+/// masked pixel or the border. Throws FitsError.
 void writeDifferenceFits(const std::string& prefix, const PreparedImage& science, const DifferenceImages& d,
                          const DifferenceRun& run);
 

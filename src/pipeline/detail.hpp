@@ -1,0 +1,75 @@
+#pragma once
+// Internals shared by difference.cpp and stack.cpp: placing one prepared image on another's pixel
+// grid (stars matched through the WCS guess, the WCSs alone when stars give no consistent fit) and
+// the photometric scale from PSF-fit fluxes of paired stars. Not installed.
+//
+// Naming: the "grid" image defines the output pixels (the science image of a difference, the first
+// input of a stack); the "moving" image is resampled onto it. Maps go grid pixel -> moving pixel, and
+// MatchedPair::sci is the grid star, MatchedPair::ref the moving one (the registration module's
+// science -> reference direction).
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "astrid/pipeline/difference.hpp"
+
+namespace astrid::pipeline::detail {
+
+/// Stars for matching. Blended stars are kept: in a crowded field (the real DECam cutout: 2,263
+/// detections, all but 2 of the clean ones flagged Blended at 3 FWHM) they are most of the stars,
+/// and the matcher's clipping rejects the few whose centroid a neighbour pulled.
+std::vector<registration::MatchPoint> matchPoints(const psf::StarFinderResult& r);
+
+/// PSF-fit flux of a point source at (x, y) with a fixed position: the weighted-kernel estimator
+/// F = sum(P d / v) / sum(P^2 / v) over the stamp's unmasked pixels (NaN when nothing is usable).
+/// Both images of a pair are measured with their own PSF models, which are normalised to the total
+/// flux, so the ratio does not depend on apertures or aperture corrections.
+double psfFlux(const MaskedImage& m, const psf::PsfModel& model, double x, double y);
+
+/// Pairs each grid star with the nearest moving star within `radiusPx` (moving pixels) of its
+/// position mapped through `map` (grid pixel -> moving pixel). Pairs keep the grid list's order.
+std::vector<registration::MatchedPair> pairThrough(const std::vector<registration::MatchPoint>& gridStars,
+                                                   const std::vector<registration::MatchPoint>& movingStars,
+                                                   const registration::PixelMap& map, double radiusPx);
+
+/// How `moving` lands on `grid`'s pixels.
+struct Placement {
+    registration::MatchResult match;  ///< map grid pixel -> moving pixel; pairs (sci = grid star, ref = moving star)
+    bool wcsOnly = false;             ///< star matching failed: the map is the WCS guess alone, and
+                                      ///< match.pairs are stars paired through it within 1 px (photometry only)
+};
+
+/// Registers `moving` onto the width x height grid of `grid`: registration::matchStarLists with the
+/// two WCSs as the guess (when both have one), and when the stars give no consistent fit, the WCSs
+/// alone (a warning naming both images is logged under `logger`). Throws what matchStarLists throws
+/// when there is no WCS guess to fall back on (DataError).
+Placement registerOnto(const PreparedImage& grid, const PreparedImage& moving, int width, int height,
+                       const registration::MatchConfig& config, const std::string& logger);
+
+/// One star's flux in `image` measured through the other image's PSF: the image near (x, y) is
+/// convolved with `otherPsf` (its stamp at the other image's position of the star) and fitted, with
+/// a constant, by the model ownPsf(shifted to the star) (x) otherPsf over a stamp of half-size
+/// stampHalfPx. Both images of a pair measured so see the same PSF, P_grid (x) P_moving, so the
+/// light of neighbours and any PSF-model error enter both alike and cancel in the ratio, which a
+/// plain PSF fit leaves as a seeing-dependent bias in crowded fields. Each PSF is used in its own
+/// image's pixel frame (exact for registrations that are shifts; a small rotation or scale change
+/// alters the overlap of elliptical PSFs only at second order). `snr` receives the plain PSF fit's
+/// signal-to-noise (flux / its error from the variance plane). NaN when a pixel of the footprint is
+/// outside the image, masked (background::kInfiniteVarianceMask) or not finite.
+double crossConvolvedFlux(const MaskedImage& image, const psf::PsfModel& ownPsf, double x, double y,
+                          const psf::PsfModel& otherPsf, double otherX, double otherY, int stampHalfPx, double& snr);
+
+/// The photometric ratio moving / grid (registration::fluxRatio) from cross-convolved fluxes
+/// (crossConvolvedFlux) of the first `maxPairs` pairs, each in its own image at its own position.
+/// Pairs whose plain PSF-fit S/N is below `minSnr` in either image are left out (a faint star's
+/// ratio is noisy and, in a crowded field, the most affected by neighbours and background errors)
+/// unless fewer than config.minPairs remain, in which case every measured pair is used. When fewer
+/// than config.minPairs pairs can be cross-convolved at all (footprints off the image or masked),
+/// plain PSF fits (psfFlux, each image with its own PSF) are used instead. Throws DataError (from
+/// fluxRatio) when fewer than config.minPairs pairs have finite fluxes either way.
+registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const PreparedImage& moving,
+                                         const std::vector<registration::MatchedPair>& pairs,
+                                         const registration::FluxRatioConfig& config, double minSnr = 20.0,
+                                         std::size_t maxPairs = 150);
+
+}  // namespace astrid::pipeline::detail
