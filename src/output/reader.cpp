@@ -109,6 +109,14 @@ std::vector<DifferenceRunRow> RunReader::differenceRuns() const {
     return impl_->read<DifferenceRunRow>(kDifferenceRunsTable, h5types::differenceRunRow());
 }
 
+std::vector<CandidateRow> RunReader::candidates() const {
+    return impl_->read<CandidateRow>(kCandidatesTable, h5types::candidateRow());
+}
+
+std::vector<ForcedPhotometryRow> RunReader::forcedPhotometry() const {
+    return impl_->read<ForcedPhotometryRow>(kForcedPhotometryTable, h5types::forcedPhotometryRow());
+}
+
 namespace {
 std::string csvQuote(const std::string& s) {
     if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -146,7 +154,22 @@ void RunReader::writeCsv(const std::string& table, std::ostream& out) const {
         m.cls = H5Tget_class(m.type.get());
         members.push_back(std::move(m));
     }
-    for (std::size_t i = 0; i < members.size(); ++i) out << (i ? "," : "") << members[i].name;
+    // Fixed-size arrays of doubles (e.g. aperture fluxes at three radii) become name_0, name_1, ...
+    auto arrayLength = [](const Member& m) -> std::size_t {
+        if (m.cls != H5T_ARRAY) return 0;
+        h5::Handle base(H5Tget_super(m.type.get()));
+        if (H5Tget_class(base.get()) != H5T_FLOAT || H5Tget_size(base.get()) != 8) return 0;
+        return H5Tget_size(m.type.get()) / 8;
+    };
+    bool first = true;
+    for (const Member& m : members) {
+        const std::size_t len = arrayLength(m);
+        if (len == 0) {
+            out << (first ? "" : ",") << m.name;
+            first = false;
+        }
+        for (std::size_t k = 0; k < len; ++k, first = false) out << (first ? "" : ",") << m.name << "_" << k;
+    }
     out << "\n";
     out << std::setprecision(std::numeric_limits<double>::max_digits10);
     for (std::uint64_t r = 0; r < n; ++r) {
@@ -193,6 +216,15 @@ void RunReader::writeCsv(const std::string& table, std::ostream& out) const {
                         out << v;
                     } else
                         out << u;
+                    break;
+                }
+                case H5T_ARRAY: {
+                    const std::size_t len = arrayLength(m);
+                    for (std::size_t k = 0; k < len; ++k) {
+                        double v = 0;
+                        std::memcpy(&v, p + 8 * k, 8);
+                        out << (k ? "," : "") << v;
+                    }
                     break;
                 }
                 default: out << "";

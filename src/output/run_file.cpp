@@ -43,7 +43,7 @@ struct RunFile::Impl {
         h5::Handle dataset;
         h5::Handle type;
     };
-    Table targets, observations, catalogIssues, differenceRuns;
+    Table targets, observations, catalogIssues, differenceRuns, candidates, forcedPhotometry;
 
     Table createTable(const char* name, h5::Handle type, const char* description) {
         const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {kChunkRows};
@@ -127,6 +127,10 @@ RunFile RunFile::create(const std::string& path, const RunMetadata& meta, const 
                                             "catalog rows rejected by the parser or excluded by a filter, with reasons");
     impl->differenceRuns = impl->createTable(kDifferenceRunsTable, h5types::differenceRunRow(),
                                              "one row per science epoch differenced against the reference (ZOGY)");
+    impl->candidates = impl->createTable(kCandidatesTable, h5types::candidateRow(),
+                                         "one row per candidate detected on a difference's S_corr");
+    impl->forcedPhotometry = impl->createTable(kForcedPhotometryTable, h5types::forcedPhotometryRow(),
+                                               "forced photometry per (position, science epoch): the light curves");
     return RunFile(std::move(impl));
 }
 
@@ -138,6 +142,15 @@ void RunFile::appendObservations(std::span<const ObservationRow> rows, std::uint
 }
 void RunFile::appendCatalogIssues(std::span<const CatalogIssueRow> rows, std::uint64_t offset, std::uint64_t total) {
     impl_->append(impl_->catalogIssues, rows.data(), rows.size(), offset, total, kCatalogIssuesTable);
+}
+
+void RunFile::appendCandidates(std::span<const CandidateRow> rows, std::uint64_t offset, std::uint64_t total) {
+    impl_->append(impl_->candidates, rows.data(), rows.size(), offset, total, kCandidatesTable);
+}
+
+void RunFile::appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset,
+                                     std::uint64_t total) {
+    impl_->append(impl_->forcedPhotometry, rows.data(), rows.size(), offset, total, kForcedPhotometryTable);
 }
 
 void RunFile::appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total) {
@@ -160,6 +173,8 @@ void RunFile::finish(const RunEnd& end) {
     impl_->observations = {};
     impl_->catalogIssues = {};
     impl_->differenceRuns = {};
+    impl_->candidates = {};
+    impl_->forcedPhotometry = {};
     impl_->dxpl.reset();
     impl_->file.close(impl_->path + ": closing the output file");
 }

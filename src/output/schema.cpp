@@ -94,4 +94,53 @@ std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& 
     return rows;
 }
 
+std::vector<CandidateRow> toCandidateRows(const pipeline::TargetResult& r) {
+    std::vector<CandidateRow> rows;
+    rows.reserve(r.candidates.size());
+    for (const auto& c : r.candidates) {
+        CandidateRow row{};
+        row.targetId = r.target.id;
+        row.scienceObsId = c.scienceObsId;
+        row.index = c.index;
+        row.ra = c.ra, row.dec = c.dec, row.pixelX = c.x, row.pixelY = c.y;
+        row.flux = c.flux, row.fluxErr = c.fluxErr, row.significance = c.significance, row.snr = c.snr;
+        row.fwhm = c.fwhm, row.ellipticity = c.ellipticity, row.positionAngle = c.positionAngle;
+        row.mag = c.mag, row.magErr = c.magErr;
+        row.isDiffPos = c.isDiffPos, row.isSaturated = c.isSaturated, row.isBlended = c.isBlended;
+        row.isEdge = c.isEdge, row.isDipole = c.isDipole;
+        row.nBad = c.nBad, row.footprintPx = c.footprintPx;
+        row.sharpness = c.sharpness, row.dipoleRatio = c.dipoleRatio;
+        row.nearestRefDistPx = c.nearestRefDistPx, row.nearestRefMag = c.nearestRefMag;
+        rows.push_back(row);
+    }
+    return rows;
+}
+
+std::vector<ForcedPhotometryRow> toForcedPhotometryRows(const pipeline::TargetResult& r) {
+    std::vector<ForcedPhotometryRow> rows;
+    rows.reserve(r.forcedPhotometry.size());
+    for (const auto& f : r.forcedPhotometry) {
+        ForcedPhotometryRow row{};
+        row.targetId = r.target.id;
+        row.scienceObsId = f.scienceObsId;
+        row.sourceKind = f.sourceKind;
+        row.sourceId = f.sourceId;
+        row.ra = f.ra, row.dec = f.dec, row.x = f.x, row.y = f.y, row.mjd = f.mjd;
+        setText(row.filter, f.filter);
+        row.status = static_cast<std::int8_t>(f.status);
+        setText(row.failReason, f.failReason);
+        row.fluxSci = f.fluxSci, row.fluxSciErr = f.fluxSciErr, row.flux = f.flux, row.fluxErr = f.fluxErr;
+        row.snr = f.snr, row.chi2 = f.chi2, row.nPix = f.nPix;
+        row.mag = f.mag, row.magErr = f.magErr, row.isUpperLimit = f.isUpperLimit, row.limitSigma = f.limitSigma;
+        row.zeroPoint = f.zeroPoint, row.zeroPointErr = f.zeroPointErr;
+        row.normFactor = f.normFactor, row.normFactorErr = f.normFactorErr;
+        row.fluxNorm = f.fluxNorm, row.fluxNormErr = f.fluxNormErr;
+        row.apRadiusPx = f.apRadiusPx, row.apFluxDiff = f.apFluxDiff, row.apFluxDiffErr = f.apFluxDiffErr;
+        row.apFluxSci = f.apFluxSci, row.apFluxSciErr = f.apFluxSciErr;
+        row.flags = f.flags;
+        rows.push_back(row);
+    }
+    return rows;
+}
+
 }  // namespace astrid::output

@@ -23,6 +23,12 @@ h5::Handle targetStatus() { return enum8({{"ok", 0}, {"failed", 1}, {"skipped", 
 h5::Handle role() { return enum8({{"unassigned", -1}, {"reference", 0}, {"science", 1}}); }
 h5::Handle obsStatus() { return enum8({{"used", 0}, {"not_selected", 1}, {"invalid", 2}}); }
 h5::Handle issueKind() { return enum8({{"rejected", 0}, {"excluded", 1}}); }
+h5::Handle photometryStatus() { return enum8({{"pending", 0}, {"done", 1}, {"failed", 2}}); }
+h5::Handle sourceKind() { return enum8({{"target", 0}, {"source", 1}}); }
+h5::Handle doubles3() {
+    const hsize_t n[1] = {3};
+    return h5::Handle(h5::check(H5Tarray_create2(H5T_NATIVE_DOUBLE, 1, n), "H5Tarray_create2"));
+}
 
 #define MEMBER(T, name, field, type) H5Tinsert(t.get(), name, HOFFSET(T, field), type)
 }  // namespace
@@ -122,6 +128,82 @@ h5::Handle catalogIssueRow() {
     MEMBER(T, "name", name, str(r.name).get());
     MEMBER(T, "category", category, str(r.category).get());
     MEMBER(T, "detail", detail, str(r.detail).get());
+    return t;
+}
+
+h5::Handle candidateRow() {
+    using T = CandidateRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "science_obs_id", scienceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "index", index, H5T_NATIVE_INT32);
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "pixel_x", pixelX, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "pixel_y", pixelY, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux", flux, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_error", fluxErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "significance", significance, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "snr", snr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "fwhm", fwhm, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "ellipticity", ellipticity, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "position_angle", positionAngle, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag", mag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag_error", magErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "isdiffpos", isDiffPos, H5T_NATIVE_INT8);
+    MEMBER(T, "is_saturated", isSaturated, H5T_NATIVE_INT8);
+    MEMBER(T, "is_blended", isBlended, H5T_NATIVE_INT8);
+    MEMBER(T, "is_edge", isEdge, H5T_NATIVE_INT8);
+    MEMBER(T, "is_dipole", isDipole, H5T_NATIVE_INT8);
+    MEMBER(T, "nbad", nBad, H5T_NATIVE_INT32);
+    MEMBER(T, "footprint_px", footprintPx, H5T_NATIVE_INT32);
+    MEMBER(T, "sharpness", sharpness, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dipole_ratio", dipoleRatio, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "nearest_ref_dist_px", nearestRefDistPx, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "nearest_ref_mag", nearestRefMag, H5T_NATIVE_DOUBLE);
+    return t;
+}
+
+h5::Handle forcedPhotometryRow() {
+    using T = ForcedPhotometryRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    const h5::Handle d3 = doubles3();
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "science_obs_id", scienceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "source_kind", sourceKind, sourceKind().get());
+    MEMBER(T, "source_id", sourceId, H5T_NATIVE_INT64);
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "x", x, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "y", y, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mjd", mjd, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "filter", filter, str(r.filter).get());
+    MEMBER(T, "status", status, photometryStatus().get());
+    MEMBER(T, "fail_reason", failReason, str(r.failReason).get());
+    MEMBER(T, "flux_sci", fluxSci, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_sci_err", fluxSciErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux", flux, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_err", fluxErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "snr", snr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "chi2", chi2, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "npix", nPix, H5T_NATIVE_INT32);
+    MEMBER(T, "mag", mag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag_err", magErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "is_upper_limit", isUpperLimit, H5T_NATIVE_INT8);
+    MEMBER(T, "limit_sigma", limitSigma, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "zero_point", zeroPoint, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "zero_point_err", zeroPointErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "norm_factor", normFactor, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "norm_factor_err", normFactorErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_norm", fluxNorm, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_norm_err", fluxNormErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "ap_radius_px", apRadiusPx, d3.get());
+    MEMBER(T, "ap_flux_diff", apFluxDiff, d3.get());
+    MEMBER(T, "ap_flux_diff_err", apFluxDiffErr, d3.get());
+    MEMBER(T, "ap_flux_sci", apFluxSci, d3.get());
+    MEMBER(T, "ap_flux_sci_err", apFluxSciErr, d3.get());
+    MEMBER(T, "flags", flags, H5T_NATIVE_UINT32);
     return t;
 }
 

@@ -7,4 +7,6 @@ h5::Handle targetRow();
 h5::Handle observationRow();
 h5::Handle catalogIssueRow();
 h5::Handle differenceRunRow();
+h5::Handle candidateRow();
+h5::Handle forcedPhotometryRow();
 }  // namespace astrid::output::h5types

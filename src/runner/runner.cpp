@@ -206,12 +206,18 @@ public:
         std::vector<output::TargetRow> targetRows;
         std::vector<output::ObservationRow> obsRows;
         std::vector<output::DifferenceRunRow> diffRows;
+        std::vector<output::CandidateRow> candRows;
+        std::vector<output::ForcedPhotometryRow> photRows;
         for (const auto& r : results) {
             targetRows.push_back(output::toTargetRow(r));
             auto o = output::toObservationRows(r);
             obsRows.insert(obsRows.end(), o.begin(), o.end());
             auto d = output::toDifferenceRunRows(r);
             diffRows.insert(diffRows.end(), d.begin(), d.end());
+            auto c = output::toCandidateRows(r);
+            candRows.insert(candRows.end(), c.begin(), c.end());
+            auto f = output::toForcedPhotometryRows(r);
+            photRows.insert(photRows.end(), f.begin(), f.end());
         }
         auto [tOff, tTot] = offsets(targetRows.size());
         auto [oOff, oTot] = offsets(obsRows.size());
@@ -219,6 +225,10 @@ public:
         file_->appendTargets(targetRows, tOff, tTot);
         file_->appendObservations(obsRows, oOff, oTot);
         file_->appendDifferenceRuns(diffRows, dOff, dTot);
+        auto [cOff, cTot] = offsets(candRows.size());
+        auto [fOff, fTot] = offsets(photRows.size());
+        file_->appendCandidates(candRows, cOff, cTot);
+        file_->appendForcedPhotometry(photRows, fOff, fTot);
         file_->flush();
         results.clear();
         ++summary_.checkpoints;

@@ -71,7 +71,8 @@ TEST(Output, WriteAndReadBackSerially) {
     EXPECT_EQ(output::getText(targets[2].name), "2021a2");
     EXPECT_EQ(rd.observations().size(), 6u);
     EXPECT_EQ(rd.rowCount("catalog_issues"), 0u);
-    EXPECT_EQ(rd.tables(), (std::vector<std::string>{"catalog_issues", "difference_runs", "observations", "targets"}));
+    EXPECT_EQ(rd.tables(), (std::vector<std::string>{"candidates", "catalog_issues", "difference_runs", "forced_photometry",
+                                                      "observations", "targets"}));
     std::ostringstream csv;
     rd.writeCsv("targets", csv);
     const std::string text = csv.str();
@@ -82,6 +83,69 @@ TEST(Output, WriteAndReadBackSerially) {
     rd.writeCsv("observations", ocsv);
     EXPECT_NE(ocsv.str().find(",reference,"), std::string::npos);
     EXPECT_THROW(rd.writeCsv("nope", ocsv), H5Error);
+    fs::remove(path);
+}
+
+// The issue #4 products round-trip: every field of a candidate and of a forced-photometry point,
+// and the CSV export expands the aperture arrays into columns.
+TEST(Output, CandidatesAndForcedPhotometryRoundTrip) {
+    const std::string path = (fs::temp_directory_path() / ("astrid_out_phot_" + std::to_string(::getpid()) + ".h5")).string();
+    auto r = result(7, pipeline::TargetStatus::Ok);
+    pipeline::CandidateRecord c;
+    c.scienceObsId = 70000;
+    c.index = 3;
+    c.ra = 12.5, c.dec = -33.25, c.x = 101.25, c.y = 202.5;
+    c.flux = 1234.5, c.fluxErr = 12.5, c.significance = -7.5, c.snr = 98.76;
+    c.fwhm = 3.5, c.ellipticity = 0.125, c.positionAngle = 45.0, c.mag = 19.5, c.magErr = 0.01;
+    c.isDiffPos = false, c.isDipole = true, c.nBad = 2, c.footprintPx = 40;
+    c.sharpness = 0.9, c.dipoleRatio = 0.8, c.nearestRefDistPx = 1.5, c.nearestRefMag = 17.25;
+    r.candidates = {c, c};
+    r.candidates[1].index = 4;
+    pipeline::ForcedPhotometryRecord f;
+    f.scienceObsId = 70000;
+    f.sourceId = 7;
+    f.mjd = 59001.25;
+    f.filter = "r";
+    f.status = pipeline::PhotometryStatus::Done;
+    f.fluxSci = 100.0, f.fluxSciErr = 10.0, f.flux = 93.0, f.fluxErr = 9.5, f.snr = 9.8;
+    f.mag = 21.0, f.magErr = 0.11, f.zeroPoint = 26.0, f.normFactor = 1.01, f.fluxNorm = 92.1;
+    f.apRadiusPx = {2.0, 3.0, 5.0};
+    f.apFluxDiff = {50.0, 80.0, 95.0};
+    f.flags = 5;
+    pipeline::ForcedPhotometryRecord failed = f;
+    failed.status = pipeline::PhotometryStatus::Failed;
+    failed.failReason = "position off the image";
+    r.forcedPhotometry = {f, failed};
+    {
+        auto file = output::RunFile::create(path, {"", "", "", 1});
+        const auto cr = output::toCandidateRows(r);
+        const auto fr = output::toForcedPhotometryRows(r);
+        file.appendCandidates(cr, 0, cr.size());
+        file.appendForcedPhotometry(fr, 0, fr.size());
+        file.finish({"", "complete", 1, 0, 0, 1.0});
+    }
+    output::RunReader rd(path);
+    const auto cands = rd.candidates();
+    ASSERT_EQ(cands.size(), 2u);
+    EXPECT_EQ(cands[0].targetId, 7);
+    EXPECT_EQ(cands[1].index, 4);
+    EXPECT_DOUBLE_EQ(cands[0].significance, -7.5);
+    EXPECT_EQ(cands[0].isDiffPos, 0);
+    EXPECT_EQ(cands[0].isDipole, 1);
+    EXPECT_DOUBLE_EQ(cands[0].nearestRefMag, 17.25);
+    const auto phot = rd.forcedPhotometry();
+    ASSERT_EQ(phot.size(), 2u);
+    EXPECT_EQ(phot[0].status, 1);
+    EXPECT_EQ(output::getText(phot[1].failReason), "position off the image");
+    EXPECT_DOUBLE_EQ(phot[0].apFluxDiff[1], 80.0);
+    EXPECT_DOUBLE_EQ(phot[0].normFactor, 1.01);
+    EXPECT_EQ(output::getText(phot[0].filter), "r");
+    std::ostringstream csv;
+    rd.writeCsv("forced_photometry", csv);
+    const std::string text = csv.str();
+    EXPECT_NE(text.find("ap_radius_px_0,ap_radius_px_1,ap_radius_px_2"), std::string::npos) << text.substr(0, 400);
+    EXPECT_NE(text.find(",done,"), std::string::npos);
+    EXPECT_NE(text.find(",50,80,95,"), std::string::npos);
     fs::remove(path);
 }
 

@@ -29,6 +29,8 @@ public:
     std::vector<ObservationRow> observations() const;
     std::vector<CatalogIssueRow> catalogIssues() const;
     std::vector<DifferenceRunRow> differenceRuns() const;
+    std::vector<CandidateRow> candidates() const;
+    std::vector<ForcedPhotometryRow> forcedPhotometry() const;
 
     /// Writes any compound table as CSV (header of member names; enums by name; strings quoted
     /// when needed). Throws H5Error when the table does not exist.

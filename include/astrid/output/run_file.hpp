@@ -51,6 +51,8 @@ public:
     void appendObservations(std::span<const ObservationRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendCatalogIssues(std::span<const CatalogIssueRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total);
+    void appendCandidates(std::span<const CandidateRow> rows, std::uint64_t offset, std::uint64_t total);
+    void appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset, std::uint64_t total);
 
     /// Makes everything written so far durable on disk (H5Fflush).
     void flush();

@@ -1,5 +1,5 @@
 #pragma once
-// The HDF5 schema, version 1: names, row layouts and enums of every table. Documented for users in
+// The HDF5 schema, version 2: names, row layouts and enums of every table. Documented for users in
 // docs/output-format.md; anything changed here changes kSchemaVersion.
 // Tables are 1-D datasets of a compound type; strings are fixed-length, NUL-padded ASCII (h5py
 // reads them as bytes `S<n>`; parallel HDF5 cannot write variable-length strings collectively).
@@ -13,12 +13,14 @@
 
 namespace astrid::output {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;  ///< 2: /candidates and /forced_photometry
 
 inline constexpr const char* kTargetsTable = "targets";
 inline constexpr const char* kObservationsTable = "observations";
 inline constexpr const char* kCatalogIssuesTable = "catalog_issues";
 inline constexpr const char* kDifferenceRunsTable = "difference_runs";
+inline constexpr const char* kCandidatesTable = "candidates";
+inline constexpr const char* kForcedPhotometryTable = "forced_photometry";
 
 /// Copies `s` into a fixed char array, NUL-padded; too-long text ends with "..." so the truncation shows.
 template <std::size_t N>
@@ -115,7 +117,43 @@ struct DifferenceRunRow {
     double backgroundS, psfS, registrationS, zogyS, wallS;
 };
 
+/// /candidates: one row per candidate on a difference's S_corr (pipeline::CandidateRecord).
+struct CandidateRow {
+    std::int64_t targetId;
+    std::int64_t scienceObsId;
+    std::int32_t index;
+    double ra, dec, pixelX, pixelY;
+    double flux, fluxErr, significance, snr;
+    double fwhm, ellipticity, positionAngle;
+    double mag, magErr;
+    std::int8_t isDiffPos, isSaturated, isBlended, isEdge, isDipole;
+    std::int32_t nBad, footprintPx;
+    double sharpness, dipoleRatio, nearestRefDistPx, nearestRefMag;
+};
+
+/// /forced_photometry: one row per (position, science epoch): the light curves
+/// (pipeline::ForcedPhotometryRecord).
+struct ForcedPhotometryRow {
+    std::int64_t targetId;
+    std::int64_t scienceObsId;
+    std::int8_t sourceKind;  ///< 0 target, 1 job source catalog
+    std::int64_t sourceId;
+    double ra, dec, x, y, mjd;
+    std::array<char, 16> filter;
+    std::int8_t status;      ///< pipeline::PhotometryStatus: 0 pending, 1 done, 2 failed
+    std::array<char, 128> failReason;
+    double fluxSci, fluxSciErr, flux, fluxErr, snr, chi2;
+    std::int32_t nPix;
+    double mag, magErr;
+    std::int8_t isUpperLimit;
+    double limitSigma, zeroPoint, zeroPointErr, normFactor, normFactorErr, fluxNorm, fluxNormErr;
+    std::array<double, 3> apRadiusPx, apFluxDiff, apFluxDiffErr, apFluxSci, apFluxSciErr;
+    std::uint32_t flags;
+};
+
 TargetRow toTargetRow(const pipeline::TargetResult& r);
+std::vector<CandidateRow> toCandidateRows(const pipeline::TargetResult& r);
+std::vector<ForcedPhotometryRow> toForcedPhotometryRows(const pipeline::TargetResult& r);
 std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& r);
 std::vector<ObservationRow> toObservationRows(const pipeline::TargetResult& r);
 

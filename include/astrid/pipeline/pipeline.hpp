@@ -1,6 +1,7 @@
 #pragma once
 // processTarget(): the per-target pipeline as a pure function of (target, archive, config). No
 // MPI and no global state: the runner calls it on every rank, tests call it on one core.
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -54,6 +55,54 @@ struct DifferenceRun {
     double backgroundS = 0.0, psfS = 0.0, registrationS = 0.0, zogyS = 0.0, wallS = 0.0;
 };
 
+/// One candidate found on one difference's S_corr (issue #4; /candidates). Positions are 0-based
+/// pixels of the science grid; fluxes in science ADU (a PSF fit of D with P_D).
+struct CandidateRecord {
+    std::int64_t scienceObsId = -1;
+    int index = 0;                   ///< 0.. within its difference
+    double ra = 0.0, dec = 0.0;      ///< deg (science WCS)
+    double x = 0.0, y = 0.0;
+    double flux = 0.0, fluxErr = 0.0;
+    double significance = 0.0;       ///< peak S_corr, signed (negative: fading)
+    double snr = 0.0;                ///< flux / fluxErr
+    double fwhm = 0.0, ellipticity = 0.0, positionAngle = 0.0;  ///< px, 1 - b/a, deg
+    double mag = 0.0, magErr = 0.0;  ///< |flux| with the epoch's zero point (NaN without one)
+    bool isDiffPos = true, isSaturated = false, isBlended = false, isEdge = false, isDipole = false;
+    int nBad = 0;                    ///< masked pixels near the peak
+    int footprintPx = 0;
+    double sharpness = 0.0, dipoleRatio = 0.0;
+    double nearestRefDistPx = 0.0, nearestRefMag = 0.0;  ///< nearest reference-image source (NaN: none)
+};
+
+/// Photometry status of one product (a forced measurement on one epoch).
+enum class PhotometryStatus : std::int8_t { Pending = 0, Done = 1, Failed = 2 };
+
+/// Forced photometry at a fixed sky position on one science epoch (issue #4; /forced_photometry):
+/// one point of a light curve. "flux" is on the reference image's scale (the difference's science-ADU
+/// flux times the epoch's flux ratio), so the points of a target share one scale.
+struct ForcedPhotometryRecord {
+    std::int64_t scienceObsId = -1;
+    std::int8_t sourceKind = 0;      ///< 0 the catalog target, 1 a job source-catalog position
+    std::int64_t sourceId = -1;      ///< target id, or the source catalog's row
+    double ra = 0.0, dec = 0.0, x = 0.0, y = 0.0;
+    double mjd = 0.0;
+    std::string filter;
+    PhotometryStatus status = PhotometryStatus::Pending;
+    std::string failReason;
+    double fluxSci = 0.0, fluxSciErr = 0.0;  ///< PSF fit of D with P_D, science ADU
+    double flux = 0.0, fluxErr = 0.0;        ///< reference scale (fluxSci x flux ratio, its error included)
+    double snr = 0.0, chi2 = 0.0;
+    int nPix = 0;
+    double mag = 0.0, magErr = 0.0;          ///< or the upper limit when isUpperLimit
+    bool isUpperLimit = false;
+    double limitSigma = 3.0;
+    double zeroPoint = 0.0, zeroPointErr = 0.0;  ///< mag of 1 reference ADU (NaN: none)
+    double normFactor = 1.0, normFactorErr = 0.0;  ///< ensemble normalisation c of this epoch
+    double fluxNorm = 0.0, fluxNormErr = 0.0;
+    std::array<double, 3> apRadiusPx{}, apFluxDiff{}, apFluxDiffErr{}, apFluxSci{}, apFluxSciErr{};
+    std::uint32_t flags = 0;
+};
+
 /// Everything a target produced: plain data the runner ships to the writer.
 struct TargetResult {
     catalog::Target target;
@@ -63,6 +112,8 @@ struct TargetResult {
     std::vector<archive::Observation> observations;  ///< every listed observation with its status
     int nEpochs = 0;        ///< science epochs used
     std::vector<DifferenceRun> differences;  ///< one per science epoch that reached differencing
+    std::vector<CandidateRecord> candidates;
+    std::vector<ForcedPhotometryRecord> forcedPhotometry;
     double wallSeconds = 0.0;
     int rank = 0;           ///< set by the runner
 };
