@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "astrid/core/angle.hpp"
 #include "astrid/core/log.hpp"
 
 namespace astrid::pipeline {
@@ -149,6 +150,19 @@ psf::StarFinderResult carryStars(const psf::StarFinderResult& ref, const registr
     return out;
 }
 
+/// Fraction of a W x H science grid that `map` places on a refW x refH reference (33 x 33 points,
+/// corners included). Points the map cannot place (NaN) count as outside.
+double coveredFraction(const registration::PixelMap& map, int W, int H, int refW, int refH) {
+    constexpr int n = 33;
+    int inside = 0;
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < n; ++i) {
+            const auto q = map.apply((W - 1) * i / (n - 1.0), (H - 1) * j / (n - 1.0));
+            inside += q.x >= -0.5 && q.y >= -0.5 && q.x <= refW - 0.5 && q.y <= refH - 0.5;
+        }
+    return inside / static_cast<double>(n * n);
+}
+
 psf::PsfModel modelPsf(const MaskedImage& m, const psf::StarFinderResult& stars, const PrepareConfig& cfg,
                        const std::string& label) {
     try {
@@ -260,6 +274,19 @@ DifferenceImages registerReference(const PreparedImage& science, const PreparedI
             // Crowded or sparse fields where star pairs give no consistent fit: register with the
             // WCSs alone (their own accuracy), pair stars through them for the flux ratio only,
             // and say so in the quality flags.
+            // Images of two different fields end here too (no star pattern in common): without this
+            // check they went on to a reference resampled entirely outside its pixels, and the epoch
+            // failed on a misleading cause (test_bad_pairs: "flux ratio failed: 0 usable pairs" for a
+            // reference 1 degree away).
+            if (coveredFraction(*guess, W, H, reference.pixels.width(), reference.pixels.height()) == 0.0) {
+                const double cx = 0.5 * (W - 1), cy = 0.5 * (H - 1);
+                const double rx = 0.5 * (reference.pixels.width() - 1), ry = 0.5 * (reference.pixels.height() - 1);
+                const auto a = science.wcs->pixelToSky(cx, cy);
+                const auto b = reference.wcs->pixelToSky(rx, ry);
+                throw DataError(fmt::format("no overlap (image centres {:.3f} deg apart by their WCSs; no star "
+                                            "pattern in common)",
+                                            angularSeparationDeg(a.raDeg, a.decDeg, b.raDeg, b.decDeg)));
+            }
             log::get("astrid.pipeline")->warn("{}: star matching failed ({}); registering with the WCSs alone",
                                               science.label, e.what());
             d.match = registration::MatchResult{};
