@@ -412,8 +412,8 @@ void subtractRegistered(const PreparedImage& science, DifferenceImages& d, const
     run.fS = d.zogy.fS;
     run.scorrStd = robustScorrStd(d.zogy);
     if (!(std::fabs(run.scorrStd - 1.0) <= 0.1)) run.quality |= static_cast<std::uint32_t>(DiffQuality::ScorrWide);
-    run.parameters = fmt::format("tile={};astrometric_sigma_px={:.4f};psf_sci={};psf_ref={};match={};order={}",
-                                 zc.tilePx, zc.astrometricSigmaXPx, psf::kindName(psfN.kind()),
+    run.parameters = fmt::format("tile={};overlap={};astrometric_sigma_px={:.4f};psf_sci={};psf_ref={};match={};order={}",
+                                 zc.tilePx, d.zogy.overlapPx, zc.astrometricSigmaXPx, psf::kindName(psfN.kind()),
                                  psf::kindName(psfR.kind()),
                                  d.match.method == registration::MatchMethod::Pattern ? "pattern" : "wcs",
                                  d.match.order);
