@@ -5,6 +5,9 @@
 #include <limits>
 #include <optional>
 
+#include <fmt/format.h>
+
+#include "astrid/core/angle.hpp"
 #include "astrid/core/log.hpp"
 
 namespace astrid::pipeline::detail {
@@ -60,6 +63,19 @@ std::vector<registration::MatchedPair> pairThrough(const std::vector<registratio
     return pairs;
 }
 
+/// Fraction of a W x H grid that `map` places on a refW x refH image (33 x 33 points, corners
+/// included). Points the map cannot place (NaN) count as outside.
+double coveredFraction(const registration::PixelMap& map, int W, int H, int refW, int refH) {
+    constexpr int n = 33;
+    int inside = 0;
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < n; ++i) {
+            const auto q = map.apply((W - 1) * i / (n - 1.0), (H - 1) * j / (n - 1.0));
+            inside += q.x >= -0.5 && q.y >= -0.5 && q.x <= refW - 0.5 && q.y <= refH - 0.5;
+        }
+    return inside / static_cast<double>(n * n);
+}
+
 Placement registerOnto(const PreparedImage& grid, const PreparedImage& moving, int width, int height,
                        const registration::MatchConfig& config, const std::string& logger) {
     Placement out;
@@ -70,6 +86,16 @@ Placement registerOnto(const PreparedImage& grid, const PreparedImage& moving, i
         out.match = registration::matchStarLists(gridPts, movingPts, guess ? &*guess : nullptr, config);
     } catch (const DataError& e) {
         if (!guess) throw;
+        // Images of two different fields end here too (no star pattern in common): without this
+        // check they went on to a reference resampled entirely outside its pixels, and the epoch
+        // failed on a misleading cause (test_bad_pairs: "flux ratio failed: 0 usable pairs" for a
+        // reference 1 degree away).
+        if (coveredFraction(*guess, width, height, moving.pixels.width(), moving.pixels.height()) == 0.0) {
+            const auto a = grid.wcs->pixelToSky(0.5 * (width - 1), 0.5 * (height - 1));
+            const auto b = moving.wcs->pixelToSky(0.5 * (moving.pixels.width() - 1), 0.5 * (moving.pixels.height() - 1));
+            throw DataError(fmt::format("no overlap (image centres {:.3f} deg apart by their WCSs; no star pattern in common)",
+                                        angularSeparationDeg(a.raDeg, a.decDeg, b.raDeg, b.decDeg)));
+        }
         // Crowded or sparse fields where star pairs give no consistent fit: register with the WCSs
         // alone (their own accuracy) and pair stars through them for the photometric scale only.
         log::get(logger)->warn("{}: star matching with {} failed ({}); registering with the WCSs alone", grid.label,

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "astrid/core/angle.hpp"
 #include "astrid/core/log.hpp"
 #include "detail.hpp"
 
@@ -230,7 +231,11 @@ DifferenceImages registerReference(const PreparedImage& science, const PreparedI
     run.matchedStars = d.match.nUsed;
     // The registration error of bright stars: the 2-D residual RMS of the brightest 20 used pairs
     // (the matcher's own rmsPx spans 50, which in a 512 px field reaches stars whose centroid noise
-    // dominates).
+    // dominates). WCS only: the same over the stars paired within 1 px through the WCSs, a lower bound
+    // (larger offsets are not paired). It used to be left NaN there, so a WCS missing the field's
+    // distortion gave neither LargeAstrometricRms nor ZOGY's astrometric noise term (test_bad_pairs:
+    // a 2.5 px SIP distortion stripped from the science header, WCS only: 41 spurious |S_corr| > 5
+    // peaks on a 512 px pair; now RMS 0.51 px, flagged, no peak).
     {
         double sum2 = 0.0;
         const std::size_t n = std::min<std::size_t>(20, d.match.pairs.size());
@@ -239,9 +244,8 @@ DifferenceImages registerReference(const PreparedImage& science, const PreparedI
             const auto q = d.match.map.apply(p.sci.x, p.sci.y);
             sum2 += (p.ref.x - q.x) * (p.ref.x - q.x) + (p.ref.y - q.y) * (p.ref.y - q.y);
         }
-        run.astrometricRmsPx = n > 0 && !(run.quality & static_cast<std::uint32_t>(DiffQuality::WcsOnly))
-                                   ? std::sqrt(sum2 / static_cast<double>(n))
-                                   : std::numeric_limits<double>::quiet_NaN();
+        run.astrometricRmsPx =
+            n > 0 ? std::sqrt(sum2 / static_cast<double>(n)) : std::numeric_limits<double>::quiet_NaN();
     }
     if (run.astrometricRmsPx > cfg.maxAstrometricRmsPx)
         run.quality |= static_cast<std::uint32_t>(DiffQuality::LargeAstrometricRms);
@@ -322,8 +326,8 @@ void subtractRegistered(const PreparedImage& science, DifferenceImages& d, const
     run.fS = d.zogy.fS;
     run.scorrStd = robustScorrStd(d.zogy);
     if (!(std::fabs(run.scorrStd - 1.0) <= 0.1)) run.quality |= static_cast<std::uint32_t>(DiffQuality::ScorrWide);
-    run.parameters = fmt::format("tile={};astrometric_sigma_px={:.4f};psf_sci={};psf_ref={};match={};order={}",
-                                 zc.tilePx, zc.astrometricSigmaXPx, psf::kindName(psfN.kind()),
+    run.parameters = fmt::format("tile={};overlap={};astrometric_sigma_px={:.4f};psf_sci={};psf_ref={};match={};order={}",
+                                 zc.tilePx, d.zogy.overlapPx, zc.astrometricSigmaXPx, psf::kindName(psfN.kind()),
                                  psf::kindName(psfR.kind()),
                                  d.match.method == registration::MatchMethod::Pattern ? "pattern" : "wcs",
                                  d.match.order);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "astrid/core/angle.hpp"
 #include "astrid/core/error.hpp"
 #include "astrid/core/log.hpp"
 #include "astrid/fits/fits_file.hpp"
@@ -92,7 +93,13 @@ LoadedImage loadOne(Observation& o, archive::Archive& archive, const catalog::Ta
                                                 fmt::format("{:g}", vc.maxBadFraction) + ")"};
     if (!wcs::footprintContains(*li.wcs, image.width(), image.height(), {target.raDeg, target.decDeg},
                                 vc.targetMarginPx))
-        throw StageFailure{Stage::Validate, fileLabel(o) + ": the target position is not on the image"};
+        // How far off it is tells a user whether the pointing or the WCS is at fault (a reference
+        // pointed 1 degree away from the science images fails here first, before the overlap check).
+        throw StageFailure{Stage::Validate,
+                           fileLabel(o) + fmt::format(": the target position (RA {:.5f}, Dec {:.5f}) is not on the image "
+                                                      "(its centre is {:.3f} deg away)",
+                                                      target.raDeg, target.decDeg,
+                                                      angularSeparationDeg(target.raDeg, target.decDeg, o.raDeg, o.decDeg))};
     return li;
 }
 /// Differences every science epoch against the reference. One epoch's failure is recorded in its
@@ -191,7 +198,11 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
                 wcs::footprintOverlap(*li.wcs, li.width(), li.height(), *ref->wcs, ref->width(), ref->height());
             if (overlap < config.select.minOverlap) {
                 li.obs->status = ObsStatus::Invalid;
-                li.obs->statusReason = "reference covers " + std::to_string(static_cast<int>(100 * overlap)) +
+                // The reference by file name only: status_reason is 192 characters in the output and
+                // the numbers must not be cut off (its full path is in its own observation row).
+                li.obs->statusReason = "reference " + std::filesystem::path(fileLabel(*ref->obs)).filename().string() +
+                                       " covers " +
+                                       std::to_string(static_cast<int>(100 * overlap)) +
                                        "% of the image (min_overlap " + fmt::format("{:g}", config.select.minOverlap) + ")";
                 throw StageFailure{Stage::Validate, fileLabel(*li.obs) + ": " + li.obs->statusReason};
             }

@@ -31,7 +31,10 @@ using PsfProvider = std::function<Image<double>(double x, double y)>;
 
 struct ZogyConfig {
     int tilePx = 1024;                ///< tile size (core, without overlap); <= 0: the whole image at once
-    int overlapPx = 0;                ///< margin around each tile; 0: 3 x the largest PSF half-size
+    int overlapPx = 0;                ///< margin around each tile; 0, or less than the largest PSF half-size
+                                      ///< (which would wrap the PSF): 3 x that half-size. Smaller margins
+                                      ///< trade accuracy of D for speed (FWHM 15 px, 64 px tiles, against
+                                      ///< one tile: RMS error of D 0.10 sigma at 1 x, 0.007 at 1.5 x, 0.004 at 3 x)
     double astrometricSigmaXPx = 0.0; ///< registration noise sigma_x (px), e.g. the matched-star RMS / sqrt(2)
     double astrometricSigmaYPx = 0.0;
     bool sourceNoise = true;          ///< use the full variance images in S_corr (else only sigma_n, sigma_r)
@@ -72,6 +75,7 @@ struct ZogyResult {
         double kernelsS = 0, loadS = 0, transformsS = 0, outputS = 0, maskS = 0;
     } timing;
     int fftWidth = 0, fftHeight = 0;  ///< transform size of a tile
+    int overlapPx = 0;                ///< margin around the tiles as used (of the tile nearest the centre)
 };
 
 /// Runs ZOGY. Throws DataError for inconsistent inputs (sizes differ, missing PSFs, non-positive

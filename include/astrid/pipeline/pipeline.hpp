@@ -27,7 +27,7 @@ enum class DiffQuality : std::uint32_t {
     PatternMatched = 1u << 2,      ///< the WCS guess failed; registration came from asterism matching
     PsfFallback = 1u << 3,         ///< an analytic Moffat PSF was used for one of the images
     ScorrWide = 1u << 4,           ///< robust std of S_corr off 1 by more than 10%
-    WcsOnly = 1u << 5,             ///< star matching failed: registered with the WCSs alone (no RMS)
+    WcsOnly = 1u << 5,             ///< star matching failed: registered with the WCSs alone (RMS: a lower bound)
 };
 
 /// One science epoch differenced against the reference (the AstrID DifferenceRun fields and more).
@@ -45,7 +45,8 @@ struct DifferenceRun {
     int psfStarsScience = 0, psfStarsReference = 0;
     double fluxRatio = 0.0, fluxRatioErr = 0.0;  ///< reference flux per unit science flux
     int fluxRatioStars = 0;
-    double astrometricRmsPx = 0.0;  ///< 2-D residual RMS of the 20 brightest matched stars (NaN: WCS only)
+    double astrometricRmsPx = 0.0;  ///< 2-D residual RMS of the 20 brightest matched stars (WCS only: of
+                                    ///< the stars paired within 1 px through the WCSs; NaN: none)
     int matchedStars = 0;
     double sigmaScience = 0.0, sigmaReference = 0.0;  ///< background noise, ADU
     double fD = 0.0, fS = 0.0;
