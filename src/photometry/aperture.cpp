@@ -93,7 +93,22 @@ void measureBackground(const MaskedImage& im, double x, double y, const Aperture
         const float* d = im.image.data() + row;
         const float* v = im.variance.data() + row;
         const std::uint16_t* m = hasMask ? im.mask.data() + row : nullptr;
-        for (int px = box.x0; px < box.x1; ++px) {
+        // The row's pixels with rIn^2 <= r^2 < rOut^2: one or two runs; the exact test stays per pixel
+        // (the runs are only bounds, one pixel wider than needed).
+        const double outer = std::sqrt(rOut2 - dy2);
+        const int x0 = std::max(box.x0, static_cast<int>(std::floor(x - outer))),
+                  x1 = std::min(box.x1 - 1, static_cast<int>(std::ceil(x + outer)));
+        int h0 = x1 + 1, h1 = x1;  // the hole [h0, h1] holds no annulus pixel
+        if (dy2 < rIn2) {
+            const double inner = std::sqrt(rIn2 - dy2);
+            h0 = static_cast<int>(std::ceil(x - inner)) + 1;
+            h1 = static_cast<int>(std::floor(x + inner)) - 1;
+        }
+        for (int px = x0; px <= x1; ++px) {
+            if (px == h0 && h0 <= h1) {
+                px = h1;
+                continue;
+            }
             const double r2 = (px - x) * (px - x) + dy2;
             if (r2 < rIn2 || r2 >= rOut2) continue;
             if (!detail::usable(d[px], v[px], m ? m[px] : 0, c.badMaskBits, 0.0f)) continue;
@@ -253,10 +268,10 @@ std::vector<ApertureResult> aperturePhotometry(const MaskedImage& image, std::sp
                                                const ApertureConfig& config) {
     checkConfig(config);
     detail::checkPlanes(image, "aperturePhotometry");
-    std::vector<ApertureResult> out;
-    out.reserve(positions.size());
+    std::vector<ApertureResult> out(positions.size());
     Scratch scratch;
-    for (const PixelPosition& p : positions) out.push_back(measureOne(image, p.x, p.y, config, scratch));
+    for (const std::size_t idx : detail::rowOrder(positions))
+        out[idx] = measureOne(image, positions[idx].x, positions[idx].y, config, scratch);
     return out;
 }
 

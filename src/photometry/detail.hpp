@@ -1,10 +1,13 @@
 #pragma once
 // Internals shared by the photometry sources: pixel usability, robust statistics. Not installed.
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "astrid/core/image.hpp"
+#include "astrid/photometry/flags.hpp"
 
 namespace astrid::photometry::detail {
 
@@ -16,6 +19,12 @@ inline bool usable(float value, float variance, std::uint16_t maskBits, std::uin
     return ((maskBits & badMaskBits) == 0) & std::isfinite(value) & std::isfinite(variance) &
            (variance >= minVariance);
 }
+
+/// The order in which a batch visits its positions: by row (then column), so that consecutive
+/// positions reuse the image rows already in cache (10,000 random positions on a 4096^2 image: the
+/// fixed-stamp forced PSF fits took 90 ms instead of 120 ms in input order). Non-finite positions go
+/// last.
+std::vector<std::size_t> rowOrder(std::span<const PixelPosition> positions);
 
 /// Throws DataError unless image and variance have the same size and the mask is that size or empty.
 void checkPlanes(const MaskedImage& image, const char* what);

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -22,6 +23,18 @@ void checkPlanes(const MaskedImage& image, const char* what) {
                                     image.mask.height(), w, h));
 }
 
+std::vector<std::size_t> rowOrder(std::span<const PixelPosition> positions) {
+    std::vector<std::size_t> order(positions.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    const auto key = [&](std::size_t i) {
+        const PixelPosition& p = positions[i];
+        const bool finite = std::isfinite(p.x) && std::isfinite(p.y);
+        return std::pair{finite ? std::floor(p.y + 0.5) : std::numeric_limits<double>::infinity(), finite ? p.x : 0.0};
+    };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key(a) < key(b); });
+    return order;
+}
+
 double medianInPlace(std::vector<double>& v) {
     if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
     const std::size_t mid = v.size() / 2;
@@ -33,13 +46,21 @@ double medianInPlace(std::vector<double>& v) {
 }
 
 namespace {
-void meanStd(const std::vector<double>& v, double& mean, double& sd) {
-    double s = 0.0;
-    for (double x : v) s += x;
-    mean = v.empty() ? std::numeric_limits<double>::quiet_NaN() : s / static_cast<double>(v.size());
-    double q = 0.0;
-    for (double x : v) q += (x - mean) * (x - mean);
-    sd = v.empty() ? std::numeric_limits<double>::quiet_NaN() : std::sqrt(q / static_cast<double>(v.size()));
+// Mean and population standard deviation in one pass, shifted by `centre` against cancellation.
+void meanStd(const std::vector<double>& v, double centre, double& mean, double& sd) {
+    if (v.empty()) {
+        mean = sd = std::numeric_limits<double>::quiet_NaN();
+        return;
+    }
+    double s = 0.0, q = 0.0;
+    for (double x : v) {
+        const double t = x - centre;
+        s += t;
+        q += t * t;
+    }
+    const double n = static_cast<double>(v.size()), m = s / n;
+    mean = centre + m;
+    sd = std::sqrt(std::max(0.0, q / n - m * m));
 }
 }  // namespace
 
@@ -47,7 +68,7 @@ ClippedStats sigmaClip(std::vector<double>& v, double kappa, int iterations) {
     ClippedStats st;
     for (int it = 0;; ++it) {
         st.median = medianInPlace(v);
-        meanStd(v, st.mean, st.stddev);
+        meanStd(v, st.median, st.mean, st.stddev);
         st.n = static_cast<int>(v.size());
         if (it >= iterations || v.size() < 3) break;
         const double lim = kappa * st.stddev;
