@@ -111,7 +111,7 @@ TEST(CircleOverlap, AgreesWithQuadratureOnRandomPixels) {
     sim::Rng rng(13);
     double worst = 0.0;
     int partial = 0;
-    for (int t = 0; t < 400; ++t) {
+    for (int t = 0; t < 150; ++t) {
         const double r = 0.3 * std::pow(20.0 / 0.3, rng.uniform());
         const double cx = rng.uniform(-0.5, 0.5), cy = rng.uniform(-0.5, 0.5);
         // A pixel near the circle's edge at a random angle, and a random rectangle.
@@ -126,7 +126,7 @@ TEST(CircleOverlap, AgreesWithQuadratureOnRandomPixels) {
         const double e2 = circleRectOverlap(cx, cy, r, x0, y0, x1, y1);
         worst = std::max(worst, std::fabs(e2 - overlapByQuadrature(cx, cy, r, x0, y0, x1, y1)) / std::max(1.0, r * r));
     }
-    EXPECT_GT(partial, 300);
+    EXPECT_GT(partial, 110);
     EXPECT_LT(worst, 1e-9);
 }
 
@@ -396,11 +396,11 @@ struct Field {
     std::vector<PixelPosition> pos;
 };
 
-// n x n stars of one flux on a grid 40 px apart at random sub-pixel positions, background-subtracted,
+// n x n stars of one flux on a grid 32 px apart at random sub-pixel positions, background-subtracted,
 // Poisson (gain) + Gaussian read noise, the model variance in the variance plane; `offset` is added
 // to every pixel after the noise (a background the subtraction missed).
 Field starField(const sim::PsfRenderer& psf, int n, double flux, std::uint64_t seed, double offset = 0.0) {
-    constexpr int kStep = 40;
+    constexpr int kStep = 32;  // > the renderer's support radius (14 px) + the stamp half-size (12)
     const int size = n * kStep + 20;
     Field f;
     sim::Rng rng(seed);
@@ -441,6 +441,8 @@ Stats summarise(const std::vector<ForcedPsfResult>& res, double flux) {
 }  // namespace
 
 TEST(ForcedPsf, RecoversFluxesAndErrorsAtSeveralSnr) {
+    // 10,000 stars per S/N: the median ratio has a standard error of 1.25 / (S/N sqrt(10,000)), 0.25%
+    // at S/N 5, so the 1% tolerance is 4 of them there.
     const sim::PsfRenderer psf(testPsf());
     const Image<double> centred = truthStamp(psf, 0.0, 0.0);
     const PsfProvider provider = [&](double, double, double dx, double dy) { return truthStamp(psf, dx, dy); };
