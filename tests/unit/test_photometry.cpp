@@ -690,6 +690,7 @@ TEST(ZeroPoint, RecoversTheTruthWithinItsError) {
     EXPECT_GT(stddev(pulls), 0.7);
     int within = 0;
     for (double p : pulls) within += std::fabs(p) < 3.0;
+    std::printf("zero point: %d of 200 within 3 sigma of the truth\n", within);
     EXPECT_GE(within, 196);
 }
 
@@ -804,8 +805,13 @@ TEST(Ensemble, RemovesDriftDespiteVariableStars) {
     EXPECT_GT(stddev(corrPull), 0.5);
     EXPECT_LT(stddev(corrPull), 1.6);
     // The corrections follow the drift (relative to the baselines' epoch mix).
-    for (int k = 0; k < nEpochs; ++k)
-        EXPECT_NEAR(er.correction[static_cast<std::size_t>(k)] / (drift[static_cast<std::size_t>(k)] / md), 1.0, 0.006);
+    double worstC = 0;
+    for (int k = 0; k < nEpochs; ++k) {
+        const double q = er.correction[static_cast<std::size_t>(k)] / (drift[static_cast<std::size_t>(k)] / md);
+        worstC = std::max(worstC, std::fabs(q - 1));
+        EXPECT_NEAR(q, 1.0, 0.006);
+    }
+    std::printf("ensemble: corrections within %.3f%% of the true relative drift\n", 100 * worstC);
 }
 
 TEST(Ensemble, FlagsAndPropagation) {
