@@ -102,20 +102,25 @@ struct Kernels {
     Buffer<Complex> kN, kR;    // S_N^ = kN N^, S_R^ = kR R^      (eqs 28-29)
     Buffer<Complex> kN2, kR2;  // spectra of k_n^2 and k_r^2     (eqs 26-27)
     double sumKn2 = 0, sumKr2 = 0;
+    Buffer<Complex> dN2, dR2;  // spectra of d_n^2 and d_r^2 (the variance of D), when asked for
+    double sumDn2 = 0, sumDr2 = 0;
+    bool hasDiffVariance = false;
     double fD = 0, fS = 0;
     Image<double> psfD;
 
-    bool matches(const Image<double>& n, const Image<double>& r, double sN, double sR, int w, int h) const {
+    bool matches(const Image<double>& n, const Image<double>& r, double sN, double sR, int w, int h,
+                 bool wantDiffVariance) const {
         auto same = [](const Image<double>& a, const Image<double>& b) {
             return a.width() == b.width() && a.height() == b.height() &&
                    std::equal(a.pixels().begin(), a.pixels().end(), b.pixels().begin());
         };
-        return fw == w && fh == h && sn == sN && sr == sR && same(psfN, n) && same(psfR, r);
+        return fw == w && fh == h && sn == sN && sr == sR && same(psfN, n) && same(psfR, r) &&
+               (hasDiffVariance || !wantDiffVariance);
     }
 };
 
 void buildKernels(Kernels& k, const Image<double>& psfN, const Image<double>& psfR, double sn, double sr, double Fr,
-                  int fw, int fh, double psfFloor) {
+                  int fw, int fh, double psfFloor, bool diffVariance) {
     const Plan2d& plan = Plan2d::get(fw, fh);
     const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
     const double norm = 1.0 / static_cast<double>(nr);
@@ -167,6 +172,12 @@ void buildKernels(Kernels& k, const Image<double>& psfN, const Image<double>& ps
     };
     squaredSpectrum(k.kN, k.kN2, k.sumKn2);
     squaredSpectrum(k.kR, k.kR2, k.sumKr2);
+    // var(D) = V_n (x) d_n^2 + V_r (x) d_r^2 for independent pixel noise, as V(S) is for S.
+    k.hasDiffVariance = diffVariance;
+    if (diffVariance) {
+        squaredSpectrum(k.dN, k.dN2, k.sumDn2);
+        squaredSpectrum(k.dR, k.dR2, k.sumDr2);
+    }
     Buffer<Real> pd(nr);
     plan.inverse(PD, pd);
     const int half = std::max({psfN.width(), psfN.height(), psfR.width(), psfR.height()}) / 2;
@@ -235,6 +246,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
     if (cfg.keepScore) out.score = Image<float>(W, H, Uninitialized{});
     out.scorr = Image<float>(W, H, Uninitialized{});
     if (cfg.keepScoreVariance) out.scoreVariance = Image<float>(W, H, Uninitialized{});
+    if (cfg.keepDiffVariance) out.diffVariance = Image<float>(W, H, Uninitialized{});
     out.sigmaScience = sn;
     out.sigmaReference = sr;
 
@@ -251,6 +263,8 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
     // of D once V(S) is done (and the only extra one without source noise).
     Buffer<Real> n, r, vn, vr;
     Buffer<Complex> Nh, Rh, Vh, Vr;
+    Buffer<Real> VD;     // var(D), with keepDiffVariance and source noise
+    Buffer<Complex> VDh;
     double bestCentre = std::numeric_limits<double>::infinity();
     for (int ty = 0; ty < ny; ++ty)
         for (int tx = 0; tx < nx; ++tx) {
@@ -275,13 +289,15 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
             const Plan2d& plan = Plan2d::get(fw, fh);
             const std::size_t nr = plan.realSize(), nc = plan.spectrumSize();
             const Real norm = static_cast<Real>(1.0 / static_cast<double>(nr));
-            if (!k.matches(psfN, psfR, sn, sr, fw, fh)) buildKernels(k, psfN, psfR, sn, sr, Fr, fw, fh, cfg.psfFloor);
+            if (!k.matches(psfN, psfR, sn, sr, fw, fh, cfg.keepDiffVariance))
+                buildKernels(k, psfN, psfR, sn, sr, Fr, fw, fh, cfg.psfFloor, cfg.keepDiffVariance);
             auto t1 = Clock::now();
             out.timing.kernelsS += seconds(t0, t1);
             if (n.size() != nr) {
                 n = Buffer<Real>(nr), r = Buffer<Real>(nr), vn = Buffer<Real>(nr), Nh = Buffer<Complex>(nc),
                 Rh = Buffer<Complex>(nc), Vr = Buffer<Complex>(nc);
                 if (cfg.sourceNoise) vr = Buffer<Real>(nr), Vh = Buffer<Complex>(nc);
+                if (cfg.sourceNoise && cfg.keepDiffVariance) VD = Buffer<Real>(nr), VDh = Buffer<Complex>(nc);
             }
             Buffer<Real>& D = n;
             Buffer<Real>& SN = r;
@@ -331,6 +347,10 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
             if (cfg.sourceNoise) {
                 plan.forward(vn, Vh);
                 plan.forward(vr, Vr);
+                if (cfg.keepDiffVariance) {
+                    for (std::size_t q = 0; q < nc; ++q) VDh[q] = Vh[q] * k.dN2[q] + Vr[q] * k.dR2[q];
+                    plan.inverse(VDh, VD);
+                }
                 for (std::size_t q = 0; q < nc; ++q) Vh[q] = Vh[q] * k.kN2[q] + Vr[q] * k.kR2[q];
                 plan.inverse(Vh, V);
             }
@@ -342,6 +362,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
             for (std::size_t q = 0; q < nc; ++q) Rh[q] *= k.kR[q];
             plan.inverse(Rh, SR);
             const double constantV = sn * sn * k.sumKn2 + sr * sr * k.sumKr2;
+            const double constantVD = sn * sn * k.sumDn2 + sr * sr * k.sumDr2;
             t1 = Clock::now();
             out.timing.transformsS += seconds(t0, t1);
 
@@ -362,7 +383,18 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
                 float* oC = out.scorr.data() + off;
                 float* oS = cfg.keepScore ? out.score.data() + off : nullptr;
                 float* oV = cfg.keepScoreVariance ? out.scoreVariance.data() + off : nullptr;
+                float* oVD = cfg.keepDiffVariance ? out.diffVariance.data() + off : nullptr;
                 const int count = tile.x1 - tile.x0;
+                if (oVD) {
+                    // var(D / F_D) = var(D) / F_D^2 (1 / F_D^2 on pure background).
+                    const float vdScale = static_cast<float>(1.0 / (k.fD * k.fD));
+                    if (cfg.sourceNoise) {
+                        const Real* vd0 = VD.data() + q0;
+                        for (int i = 0; i < count; ++i) oVD[i] = vd0[i] * fnorm * vdScale;
+                    } else {
+                        std::fill(oVD, oVD + count, static_cast<float>(constantVD) * vdScale);
+                    }
+                }
                 for (int i = 0; i < count; ++i) {
                     const float s = (sn0[i] - sr0[i]) * fnorm;  // eq 17
                     float v = v0 ? v0[i] * fnorm : cV;
@@ -385,6 +417,7 @@ ZogyResult zogy(const ZogyInput& in, const ZogyConfig& cfg, Image<std::uint16_t>
                         oD[i] = oC[i] = nan;
                         if (oS) oS[i] = nan;
                         if (oV) oV[i] = nan;
+                        if (oVD) oVD[i] = nan;
                     }
             }
 

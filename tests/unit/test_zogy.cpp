@@ -267,3 +267,74 @@ TEST(Zogy, RejectsInconsistentInput) {
     EXPECT_EQ(diff::goodFftSize(1031), 1152);  // 2^7 * 3^2
     EXPECT_EQ(diff::goodFftSize(1024), 1024);
 }
+
+// The variance map of D / F_D (keepDiffVariance) against the scatter of D over noise realisations:
+// 1 / F_D^2 on the background, and larger by the stars' own noise on a bright star, both within the
+// sampling error of 60 realisations.
+TEST(Zogy, DiffVarianceMatchesTheScatterOfD) {
+    constexpr int n = 128, reps = 60;
+    constexpr double gain = 1.0;  // source noise: variance = flux per pixel (ADU) on top of sigma^2
+    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
+    Image<double> starN(n, n, 0.0), starR(n, n, 0.0);
+    sim::PsfRenderer(kPsfN).add(starN, 64.0, 64.0, 2.0e5);
+    sim::PsfRenderer(kPsfR).add(starR, 64.0, 64.0, kFr * 2.0e5);
+    Image<float> vn(n, n), vr(n, n);
+    for (std::size_t i = 0; i < vn.size(); ++i) {
+        vn.data()[i] = static_cast<float>(kSigmaN * kSigmaN + starN.data()[i] / gain);
+        vr.data()[i] = static_cast<float>(kSigmaR * kSigmaR + starR.data()[i] / gain);
+    }
+    diff::ZogyConfig cfg;
+    cfg.tilePx = 0;
+    cfg.keepDiffVariance = true;
+    sim::Rng rng(99);
+    std::vector<double> sum(static_cast<std::size_t>(n) * n, 0.0), sum2(sum.size(), 0.0);
+    Image<float> predicted;
+    double fD = 0;
+    for (int k = 0; k < reps; ++k) {
+        Image<float> a(n, n), b(n, n);
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            a.data()[i] = static_cast<float>(starN.data()[i] + std::sqrt(vn.data()[i]) * rng.normal());
+            b.data()[i] = static_cast<float>(starR.data()[i] + std::sqrt(vr.data()[i]) * rng.normal());
+        }
+        diff::ZogyInput in;
+        in.science = &a;
+        in.reference = &b;
+        in.scienceVariance = &vn;
+        in.referenceVariance = &vr;
+        in.sciencePsf = [sn](double, double) { return sn; };
+        in.referencePsf = [sr](double, double) { return sr; };
+        in.fluxRatio = kFr;
+        in.sigmaScience = kSigmaN;
+        in.sigmaReference = kSigmaR;
+        const auto z = diff::zogy(in, cfg);
+        for (std::size_t i = 0; i < sum.size(); ++i) {
+            sum[i] += z.diff.data()[i];
+            sum2[i] += static_cast<double>(z.diff.data()[i]) * z.diff.data()[i];
+        }
+        predicted = z.diffVariance;
+        fD = z.fD;
+    }
+    auto empirical = [&](int x0, int y0, int x1, int y1, double& pred) {
+        double e = 0, p = 0;
+        int m = 0;
+        for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x) {
+                const std::size_t i = static_cast<std::size_t>(y) * n + x;
+                const double mean = sum[i] / reps;
+                e += sum2[i] / reps - mean * mean;
+                p += predicted(x, y);
+                ++m;
+            }
+        pred = p / m;
+        return e / m * reps / (reps - 1.0);
+    };
+    double predBg = 0, predStar = 0;
+    const double bg = empirical(20, 20, 40, 40, predBg);
+    const double star = empirical(62, 62, 67, 67, predStar);
+    std::printf("var(D/F_D): background %.4g predicted %.4g (1/F_D^2 %.4g); star core %.4g predicted %.4g\n", bg,
+                predBg, 1.0 / (fD * fD), star, predStar);
+    EXPECT_NEAR(predBg * fD * fD, 1.0, 0.02);
+    EXPECT_NEAR(bg / predBg, 1.0, 0.08);     // 400 px x 60 realisations, correlated neighbours
+    EXPECT_GT(predStar / predBg, 3.0);       // the star's own noise dominates its core
+    EXPECT_NEAR(star / predStar, 1.0, 0.15); // 25 px x 60 realisations
+}

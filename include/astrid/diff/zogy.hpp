@@ -42,6 +42,10 @@ struct ZogyConfig {
     double psfFloor = 1e-8;           ///< relative floor on the denominators, against division by ~0
     bool keepScore = true;            ///< return S (one image of memory; S_corr and D always)
     bool keepScoreVariance = false;   ///< also return V(S) (one more image of memory)
+    /// Also return the per-pixel variance of D / F_D, V_n (x) d_n^2 + V_r (x) d_r^2 over F_D^2
+    /// (source noise of both images included; 1 / F_D^2 on pure background): the variance map for
+    /// photometry on D. One more inverse transform per tile and one image of memory.
+    bool keepDiffVariance = false;
 };
 
 struct ZogyInput {
@@ -63,6 +67,7 @@ struct ZogyResult {
     Image<float> score;   ///< S (empty unless keepScore)
     Image<float> scorr;   ///< S_corr
     Image<float> scoreVariance;  ///< V(S) used for S_corr (empty unless keepScoreVariance)
+    Image<float> diffVariance;   ///< variance of diff, ADU^2 (empty unless keepDiffVariance)
     Image<std::uint16_t> mask;   ///< input mask plus Edge where a kernel reached a masked pixel or the border
     double fD = 0.0;      ///< F_D (eq 15)
     double fS = 0.0;      ///< F_S of the tile nearest the centre: flux = S / F_S
