@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "astrid/pipeline/difference.hpp"
+#include "astrid/pipeline/pipeline.hpp"
 
 namespace astrid::pipeline::detail {
 
@@ -71,5 +72,22 @@ registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const Prepar
                                          const std::vector<registration::MatchedPair>& pairs,
                                          const registration::FluxRatioConfig& config, double minSnr = 20.0,
                                          std::size_t maxPairs = 150);
+
+/// Photometry after a difference (photometry_stage.cpp).
+/// The reference's zero point: the config's, else the first header key of cfg.zeroPointKeys; NaN.
+double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg);
+/// Forced photometry at the target's position on one difference (PSF fit of D with P_D and its
+/// variance map, apertures on D and on the science image); images.zogy must carry diffVariance.
+ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const PreparedImage& science,
+                                      DifferenceImages& images, const DifferenceRun& run, double mjd,
+                                      const std::string& filter, double zeroPoint, const PhotometryConfig& cfg);
+/// Sky positions of the reference's brightest clean stars (for the ensemble normalisation).
+std::vector<wcs::SkyPoint> ensembleStars(const PreparedImage& reference, int maxStars);
+/// Forced PSF fluxes of those stars on one science image, on the reference's scale (NaN: unusable).
+void ensembleFluxes(const PreparedImage& science, const DifferenceRun& run, const std::vector<wcs::SkyPoint>& stars,
+                    std::vector<double>& flux, std::vector<double>& fluxErr);
+/// The ensemble normalisation of a target's epochs (one record per epoch, starFlux[epoch][star]).
+void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::vector<double>>& starFlux,
+                     const std::vector<std::vector<double>>& starFluxErr);
 
 }  // namespace astrid::pipeline::detail

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <optional>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "astrid/fits/fits_file.hpp"
 #include "astrid/pipeline/difference.hpp"
 #include "astrid/wcs/sky_wcs.hpp"
+#include "detail.hpp"
 
 namespace astrid::pipeline {
 using archive::ObsStatus;
@@ -112,15 +114,39 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
     } catch (const StageError& e) {
         throw StageFailure{e.stage(), std::string("reference ") + e.what()};
     }
+    // Photometry needs D's variance map; the ensemble normalisation the reference's bright stars.
+    const bool photometry = config.photometry.enabled;
+    DifferenceConfig diffConfig = config.difference;
+    diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry;
+    const double zeroPoint = photometry ? detail::referenceZeroPoint(reference, config.photometry) : 0.0;
+    const auto ensembleStars = photometry ? detail::ensembleStars(reference, config.photometry.ensembleStars)
+                                          : std::vector<wcs::SkyPoint>{};
+    std::vector<std::vector<double>> starFlux, starFluxErr;
+    std::vector<ForcedPhotometryRecord> points;
     int failed = 0;
     for (LoadedImage& li : loaded) {
         if (li.obs->role != Role::Science) continue;
         DifferenceRun run;
         run.scienceObsId = li.obs->obsId;
         run.referenceObsId = ref.obs->obsId;
+        ForcedPhotometryRecord point;
+        point.scienceObsId = run.scienceObsId;
+        point.sourceId = r.target.id;
+        point.ra = r.target.raDeg;
+        point.dec = r.target.decDeg;
+        point.mjd = li.obs->mjd;
+        point.filter = li.obs->filterBand;
+        point.zeroPoint = zeroPoint;
+        point.limitSigma = config.photometry.upperLimitSigma;
+        std::vector<double> sf(ensembleStars.size(), std::numeric_limits<double>::quiet_NaN()), sfe = sf;
         try {
             PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
-            auto images = differenceImages(science, reference, config.difference, config.prepare, run);
+            auto images = differenceImages(science, reference, diffConfig, config.prepare, run);
+            if (photometry) {
+                point = detail::forcedAtTarget(r.target, science, images, run, li.obs->mjd, li.obs->filterBand,
+                                               zeroPoint, config.photometry);
+                detail::ensembleFluxes(science, run, ensembleStars, sf, sfe);
+            }
             run.backgroundS = science.backgroundS;
             run.psfS = science.psfS;
             if (config.differenceOutput.writeFits) {
@@ -144,8 +170,21 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
             run.failStage = Stage::Difference;
             run.failReason = e.what();
         }
+        if (photometry) {
+            if (run.status == TargetStatus::Failed && point.status != PhotometryStatus::Done) {
+                point.status = PhotometryStatus::Failed;
+                point.failReason = "no difference (" + stageName(run.failStage) + ")";
+            }
+            points.push_back(std::move(point));
+            starFlux.push_back(std::move(sf));
+            starFluxErr.push_back(std::move(sfe));
+        }
         r.differences.push_back(std::move(run));
         failed += r.differences.back().status == TargetStatus::Failed;
+    }
+    if (photometry) {
+        detail::normalizeEpochs(points, starFlux, starFluxErr);
+        r.forcedPhotometry = std::move(points);
     }
     if (failed > 0 && failed == static_cast<int>(r.differences.size()))
         throw StageFailure{r.differences.front().failStage,

@@ -776,6 +776,8 @@ EpochOutput renderEpoch(const SimConfig& c, const Camera& cam, const SipInverse&
     h.set("TRUEELL", k.ell, "true PSF ellipticity 1 - b/a");
     h.set("TRUEPA", k.pa, "[deg] true PSF PA, from +x to +y");
     h.set("TRUEZP", k.zp, "true zero point (mag of 1 ADU)");
+    // What a survey's calibration writes (ZTF MAGZP): photometry reads it from the reference.
+    h.set("MAGZP", std::round(k.zp * 1000.0) / 1000.0, "photometric zero point (mag of 1 ADU)");
     h.set("TRUESKY", k.sky, "[ADU] true sky at the image centre");
     if (c.seed <= static_cast<std::uint64_t>(std::numeric_limits<long long>::max()))
         h.set("SIMSEED", static_cast<long long>(c.seed), "astrid simulate seed");

@@ -1,7 +1,10 @@
 #pragma once
 // Plain per-stage configuration aggregates. Only app/ parses them from job files; the defaults are
 // the documented defaults of docs/running.md.
+#include <array>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "astrid/background/background.hpp"
 #include "astrid/diff/zogy.hpp"
@@ -62,12 +65,28 @@ struct DifferenceOutputConfig {
     std::string directory;         ///< where: <directory>/<target>/<obs_id>_diff.fits ...
 };
 
+/// Photometry after each difference (issue #4): forced photometry at the target's position on
+/// every science epoch, and the ensemble normalisation of a target's epochs.
+struct PhotometryConfig {
+    bool enabled = true;
+    /// Zero point of the reference image (mag of 1 ADU); NaN: read from its header (one of
+    /// zeroPointKeys); none found: fluxes only, magnitudes NaN and flagged.
+    double zeroPoint = std::numeric_limits<double>::quiet_NaN();
+    std::vector<std::string> zeroPointKeys{"MAGZP", "MAGZERO", "MAGZPT", "ZEROPT", "PHOTZP", "ZP"};
+    double detectionSigma = 3.0;   ///< flux / error at or above: a detection (magnitude)
+    double upperLimitSigma = 5.0;  ///< otherwise this many sigma make the upper limit
+    std::array<double, 3> apertureRadiiFwhm{1.0, 2.0, 3.0};  ///< in the science image's FWHM
+    double annulusInnerFwhm = 4.0, annulusOuterFwhm = 6.0;  ///< science-image aperture background
+    int ensembleStars = 60;        ///< brightest clean reference stars for the ensemble normalisation
+};
+
 struct PipelineConfig {
     SelectionConfig select;
     ValidationConfig validate;
     PrepareConfig prepare;
     DifferenceConfig difference;
     DifferenceOutputConfig differenceOutput;
+    PhotometryConfig photometry;
 };
 
 }  // namespace astrid::pipeline

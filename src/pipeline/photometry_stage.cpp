@@ -1,0 +1,192 @@
+// Photometry after each difference (issue #4): forced photometry at the target's position on D, the
+// reference's zero point, field stars for the ensemble normalisation. Algorithms in
+// docs/algorithms.md ("Photometry"); the photometry module does the measuring.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "astrid/photometry/photometry.hpp"
+#include "detail.hpp"
+
+namespace astrid::pipeline::detail {
+namespace {
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+}  // namespace
+
+double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg) {
+    if (std::isfinite(cfg.zeroPoint)) return cfg.zeroPoint;
+    for (const std::string& key : cfg.zeroPointKeys) {
+        try {
+            if (auto v = reference.header.getDouble(key); v && std::isfinite(*v)) return *v;
+        } catch (const Error&) {
+            // A malformed optional key counts as absent.
+        }
+    }
+    return kNan;
+}
+
+ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const PreparedImage& science,
+                                      DifferenceImages& images, const DifferenceRun& run, double mjd,
+                                      const std::string& filter, double zeroPoint, const PhotometryConfig& cfg) {
+    ForcedPhotometryRecord rec;
+    rec.scienceObsId = run.scienceObsId;
+    rec.sourceKind = 0;
+    rec.sourceId = target.id;
+    rec.ra = target.raDeg;
+    rec.dec = target.decDeg;
+    rec.mjd = mjd;
+    rec.filter = filter;
+    rec.limitSigma = cfg.upperLimitSigma;
+    rec.zeroPoint = zeroPoint;
+    rec.zeroPointErr = std::isfinite(zeroPoint) ? 0.0 : kNan;
+    if (!science.wcs) {
+        rec.status = PhotometryStatus::Failed;
+        rec.failReason = "the science image has no WCS to place the target";
+        return rec;
+    }
+    const auto p = science.wcs->skyToPixel(target.raDeg, target.decDeg);
+    rec.x = p.x;
+    rec.y = p.y;
+
+    // D / F_D with its own variance map (source noise included) and ZOGY's mask. Edge marks pixels
+    // near a masked one whose values are fine for a fit; masked pixels are NaN in D and drop out.
+    auto& z = images.zogy;
+    MaskedImage d;
+    d.image = std::move(z.diff);
+    d.variance = std::move(z.diffVariance);
+    d.mask = std::move(z.mask);
+    photometry::ForcedPsfConfig fc;
+    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
+    const photometry::PixelPosition pos{p.x, p.y};
+    const auto fit = photometry::forcedPsfPhotometry(d, std::span(&pos, 1), z.psfD, fc).front();
+    const double fwhm = run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0;
+    photometry::ApertureConfig ac;
+    for (std::size_t i = 0; i < 3; ++i) rec.apRadiusPx[i] = cfg.apertureRadiiFwhm[i] * fwhm;
+    ac.radiiPx.assign(rec.apRadiusPx.begin(), rec.apRadiusPx.end());
+    ac.background = photometry::LocalBackground::None;  // D has no background
+    ac.badMaskBits = fc.badMaskBits;
+    const auto apD = photometry::aperturePhotometry(d, p.x, p.y, ac);
+    z.diff = std::move(d.image);
+    z.diffVariance = std::move(d.variance);
+    z.mask = std::move(d.mask);
+    ac.background = photometry::LocalBackground::Median;
+    ac.annulusInnerPx = cfg.annulusInnerFwhm * fwhm;
+    ac.annulusOuterPx = cfg.annulusOuterFwhm * fwhm;
+    ac.badMaskBits = 0xFFFF;
+    const auto apS = photometry::aperturePhotometry(science.pixels, p.x, p.y, ac);
+    for (std::size_t i = 0; i < 3; ++i) {
+        rec.apFluxDiff[i] = apD.apertures[i].flux;
+        rec.apFluxDiffErr[i] = apD.apertures[i].fluxErr;
+        rec.apFluxSci[i] = apS.apertures[i].flux;
+        rec.apFluxSciErr[i] = apS.apertures[i].fluxErr;
+    }
+    rec.flags = fit.flags | apD.flags;
+    rec.fluxSci = fit.flux;
+    rec.fluxSciErr = fit.fluxErr;
+    rec.chi2 = fit.chi2PerDof;
+    rec.nPix = fit.nPixels;
+    if (fit.flags & photometry::kNoMeasurementFlags) {
+        rec.status = PhotometryStatus::Failed;
+        rec.failReason = "forced PSF fit on D: " + photometry::flagNames(fit.flags);
+        rec.flux = rec.fluxErr = rec.snr = rec.mag = rec.magErr = kNan;
+        return rec;
+    }
+    // The reference's flux scale (F_r reference ADU per science ADU), its error propagated.
+    const double fr = run.fluxRatio, frErr = run.fluxRatioErr;
+    rec.flux = fit.flux * fr;
+    rec.fluxErr = std::hypot(fit.fluxErr * fr, fit.flux * frErr);
+    rec.snr = rec.flux / rec.fluxErr;
+    photometry::MagnitudeConfig mc;
+    mc.detectionSigma = cfg.detectionSigma;
+    mc.upperLimitSigma = cfg.upperLimitSigma;
+    if (std::isfinite(zeroPoint)) {
+        const auto m = photometry::toMagnitude(rec.flux, rec.fluxErr, zeroPoint, 0.0, mc);
+        rec.mag = m.mag;
+        rec.magErr = m.magErr;
+        rec.isUpperLimit = m.isUpperLimit();
+        rec.flags |= m.flags;
+    } else {
+        rec.mag = rec.magErr = kNan;
+        rec.isUpperLimit = !(rec.snr >= cfg.detectionSigma);
+    }
+    rec.fluxNorm = rec.flux;
+    rec.fluxNormErr = rec.fluxErr;
+    rec.status = PhotometryStatus::Done;
+    return rec;
+}
+
+std::vector<wcs::SkyPoint> ensembleStars(const PreparedImage& reference, int maxStars) {
+    std::vector<wcs::SkyPoint> out;
+    if (!reference.wcs) return out;
+    // Bright, clean, unsaturated stars (the star list is sorted brightest first).
+    for (const psf::Star& s : reference.stars.stars) {
+        if (static_cast<int>(out.size()) >= maxStars) break;
+        if (s.flags != 0 || !(s.snr >= 50.0)) continue;
+        out.push_back(reference.wcs->pixelToSky(s.x, s.y));
+    }
+    return out;
+}
+
+void ensembleFluxes(const PreparedImage& science, const DifferenceRun& run, const std::vector<wcs::SkyPoint>& stars,
+                    std::vector<double>& flux, std::vector<double>& fluxErr) {
+    flux.assign(stars.size(), kNan);
+    fluxErr.assign(stars.size(), kNan);
+    if (!science.wcs || !science.psf || stars.empty()) return;
+    std::vector<photometry::PixelPosition> pos;
+    pos.reserve(stars.size());
+    for (const auto& s : stars) {
+        const auto p = science.wcs->skyToPixel(s.raDeg, s.decDeg);
+        pos.push_back({p.x, p.y});
+    }
+    const psf::PsfModel& model = *science.psf;
+    const auto fits = photometry::forcedPsfPhotometry(
+        science.pixels, pos, [&model](double x, double y, double dx, double dy) { return model.stampAt(x, y, dx, dy); });
+    for (std::size_t i = 0; i < fits.size(); ++i) {
+        if (fits[i].flags & (photometry::kNoMeasurementFlags | bits(photometry::PhotFlag::Masked) |
+                             bits(photometry::PhotFlag::Saturated)))
+            continue;
+        // On the reference's scale, like the light curve points.
+        flux[i] = fits[i].flux * run.fluxRatio;
+        fluxErr[i] = fits[i].fluxErr * run.fluxRatio;
+    }
+}
+
+void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::vector<double>>& starFlux,
+                     const std::vector<std::vector<double>>& starFluxErr) {
+    // starFlux[epoch][star], one epoch per record of the target position.
+    const int nEpochs = static_cast<int>(starFlux.size());
+    if (nEpochs == 0 || nEpochs != static_cast<int>(records.size())) return;
+    const int nStars = static_cast<int>(starFlux.front().size());
+    photometry::FluxMatrix m;
+    m.nStars = nStars;
+    m.nEpochs = nEpochs;
+    m.flux.assign(static_cast<std::size_t>(nStars) * static_cast<std::size_t>(nEpochs), kNan);
+    m.fluxErr = m.flux;
+    for (int e = 0; e < nEpochs; ++e)
+        for (int s = 0; s < nStars; ++s) {
+            m.flux[m.index(s, e)] = starFlux[static_cast<std::size_t>(e)][static_cast<std::size_t>(s)];
+            m.fluxErr[m.index(s, e)] = starFluxErr[static_cast<std::size_t>(e)][static_cast<std::size_t>(s)];
+        }
+    photometry::EnsembleResult ens;
+    try {
+        ens = photometry::ensembleNormalization(m);
+    } catch (const Error&) {
+        return;  // too few epochs or stars: the points stay unnormalised (norm_factor 1)
+    }
+    for (int e = 0; e < nEpochs; ++e) {
+        ForcedPhotometryRecord& r = records[static_cast<std::size_t>(e)];
+        const double c = ens.correction[static_cast<std::size_t>(e)];
+        const double cErr = ens.correctionErr[static_cast<std::size_t>(e)];
+        r.flags |= ens.epochFlags[static_cast<std::size_t>(e)];
+        if (!std::isfinite(c) || !(c > 0.0) || r.status != PhotometryStatus::Done) continue;
+        const auto nf = photometry::normalizeFlux(r.flux, r.fluxErr, c, std::isfinite(cErr) ? cErr : 0.0);
+        r.normFactor = c;
+        r.normFactorErr = cErr;
+        r.fluxNorm = nf.flux;
+        r.fluxNormErr = nf.fluxErr;
+    }
+}
+
+}  // namespace astrid::pipeline::detail
