@@ -147,7 +147,7 @@ struct Candidate {
 /// those off the image) to the background in both images, so a star with a hole in it (a saturated
 /// core, a cosmic ray or bad column on its wing, the reference's coverage edge across it, a star
 /// just off the image) is no longer cancelled by the cross-convolution, and its wings leave
-/// residuals of |S_corr| 5-200 next to the hole: ~25 per simulated 1k pair. Three rules find them:
+/// residuals of |S_corr| 5-200 next to the hole: 15-77 per simulated 1k pair. Three rules find them:
 ///   near saturation  the S_corr peak lies within saturatedExclusionPx of a saturated pixel;
 ///   masked light     |flux| < maskedFluxFactor x maskedFlux: the light that should have cancelled
 ///                    (sources found in both images at the same place, with the smaller of their
