@@ -1,6 +1,8 @@
 #include "config.hpp"
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -50,6 +52,10 @@ po::options_description jobOptions() {
         ("difference_dir", po::value<std::string>()->default_value(""), "directory of the FITS outputs (default: <output>.diff)")
         ("zogy_tile_px", po::value<int>()->default_value(p.difference.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")
         ("detection_threshold", po::value<double>()->default_value(p.difference.detectionThreshold), "S_corr detection threshold (sigma)")
+        ("detect", po::value<bool>()->default_value(p.detectCandidates), "detect candidates on every difference's S_corr (/candidates)")
+        ("forced_photometry", po::value<bool>()->default_value(p.photometry.enabled), "forced photometry at the target on every science epoch (/forced_photometry)")
+        ("zero_point", po::value<double>()->default_value(std::numeric_limits<double>::quiet_NaN(), "nan"), "reference zero point (mag of 1 ADU); nan: the reference header's MAGZP, MAGZERO, MAGZPT, ZEROPT, PHOTZP or ZP")
+        ("upper_limit_sigma", po::value<double>()->default_value(p.photometry.upperLimitSigma), "sigma of the upper limits in the light curves")
         ("fft_effort", po::value<std::string>()->default_value("measure"), "FFTW planning: estimate | measure (slower start, faster transforms)")
         ("fft_wisdom", po::value<std::string>()->default_value(""), "FFTW wisdom file, read at the start and updated at the end (empty: none)")
         ("checkpoint_targets", po::value<int>()->default_value(r.checkpointTargets), "checkpoint after this many completed targets")
@@ -190,6 +196,11 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (c.archive.empty()) throw ConfigError("no archive given (job key or --archive)", "archive");
     if (c.output.empty()) throw ConfigError("no output file given", "output");
     c.run.fftWisdomPath = path("fft_wisdom");
+    c.pipeline.detectCandidates = get<bool>(vm, "detect");
+    c.pipeline.photometry.enabled = get<bool>(vm, "forced_photometry");
+    c.pipeline.photometry.zeroPoint = get<double>(vm, "zero_point");
+    c.pipeline.photometry.upperLimitSigma = get<double>(vm, "upper_limit_sigma");
+    requirePositive(c.pipeline.photometry.upperLimitSigma, "upper_limit_sigma");
     c.pipeline.differenceOutput.directory = path("difference_dir");
     if (c.pipeline.differenceOutput.directory.empty()) c.pipeline.differenceOutput.directory = c.output + ".diff";
     c.run.outputPath = c.output;
@@ -229,6 +240,10 @@ std::string dumpConfig(const JobConfig& c) {
       << "difference_dir = " << c.pipeline.differenceOutput.directory << "\n"
       << "zogy_tile_px = " << c.pipeline.difference.zogy.tilePx << "\n"
       << "detection_threshold = " << c.pipeline.difference.detectionThreshold << "\n"
+      << "detect = " << b(c.pipeline.detectCandidates) << "\n"
+      << "forced_photometry = " << b(c.pipeline.photometry.enabled) << "\n"
+      << "zero_point = " << (std::isfinite(c.pipeline.photometry.zeroPoint) ? std::to_string(c.pipeline.photometry.zeroPoint) : std::string("nan")) << "\n"
+      << "upper_limit_sigma = " << c.pipeline.photometry.upperLimitSigma << "\n"
       << "fft_effort = " << c.fftEffort << "\n"
       << "fft_wisdom = " << c.run.fftWisdomPath << "\n"
       << "checkpoint_targets = " << c.run.checkpointTargets << "\n"

@@ -81,6 +81,10 @@ double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig
 ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const PreparedImage& science,
                                       DifferenceImages& images, const DifferenceRun& run, double mjd,
                                       const std::string& filter, double zeroPoint, const PhotometryConfig& cfg);
+/// Candidates on one difference's S_corr (the detect module) as records with sky positions and
+/// reference-scale magnitudes.
+std::vector<CandidateRecord> candidatesOf(const PreparedImage& science, const DifferenceImages& images,
+                                          const DifferenceRun& run, double zeroPoint, const detect::DetectConfig& cfg);
 /// Sky positions of the reference's brightest clean stars (for the ensemble normalisation).
 std::vector<wcs::SkyPoint> ensembleStars(const PreparedImage& reference, int maxStars);
 /// Forced PSF fluxes of those stars on one science image, on the reference's scale (NaN: unusable).

@@ -53,13 +53,18 @@ int maskCosmicRays(MaskedImage& m, const psf::PsfModel& model, const PrepareConf
         const float* down = &m.image(0, y + 1);
         const float* var = &m.variance(0, y);
         const std::uint16_t* mask = &m.mask(0, y);
+        const std::uint16_t* maskUp = &m.mask(0, y - 1);
+        const std::uint16_t* maskDown = &m.mask(0, y + 1);
         // Branch-free into a row of flags (the compiler vectorises it), then a scan for the rare hits:
         // on sky noise each test alone passes often and unpredictably.
         for (int x = 1; x < W - 1; ++x) {
             const float v = row[x], q = var[x];
             const float excess = v - 0.25f * (row[x - 1] + row[x + 1] + up[x] + down[x]);
             flags[static_cast<std::size_t>(x)] =
-                static_cast<std::uint8_t>((excess > flimit * v) & (v > 0.0f) & (mask[x] == 0) & (q > 0.0f) &
+                // A masked neighbour (a bad column's low values) would fake the Laplacian excess: the
+                // photometry campaign found 5-px-wide CosmicRay strips beside every bad column.
+                static_cast<std::uint8_t>((excess > flimit * v) & (v > 0.0f) &
+                                          ((mask[x] | mask[x - 1] | mask[x + 1] | maskUp[x] | maskDown[x]) == 0) & (q > 0.0f) &
                                           (q < std::numeric_limits<float>::infinity()) & (excess * excess > t2 * q));
         }
         for (int x = 1; x < W - 1; ++x)
@@ -272,7 +277,8 @@ DifferenceImages registerReference(const PreparedImage& science, const PreparedI
     // The registered reference's PSF, measured on the registered image itself (it carries the
     // resampling's smoothing and the map's rotation/scale) at the reference's stars carried through
     // the map.
-    const psf::StarFinderResult regStars = carryStars(reference.stars, d.match.map, W, H);
+    d.registeredReferenceStars = carryStars(reference.stars, d.match.map, W, H);
+    const psf::StarFinderResult& regStars = d.registeredReferenceStars;
     d.registeredReferencePsf = modelPsf(d.registeredReference, regStars, prepare, reference.label + " (registered)");
     run.fwhmReferencePx = d.registeredReferencePsf->fwhmPx();
     run.psfStarsReference = d.registeredReferencePsf->starsUsed();

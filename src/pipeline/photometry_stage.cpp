@@ -50,8 +50,12 @@ ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const Prepa
     rec.x = p.x;
     rec.y = p.y;
 
-    // D / F_D with its own variance map (source noise included) and ZOGY's mask. Edge marks pixels
-    // near a masked one whose values are fine for a fit; masked pixels are NaN in D and drop out.
+    // D / F_D with its own variance map (source noise included) and ZOGY's mask. Masked pixels are
+    // NaN in D and drop out; Edge pixels (within P_D's reach of a masked pixel) are used, and the
+    // fit is flagged Masked when its stamp holds a masked pixel: ZOGY sets masked pixels to the
+    // background before its transforms, so D near a masked pixel that held light (a host galaxy's
+    // saturated core, a bad column across the source) is wrong, and such points are not to be
+    // trusted (the photometry campaign: pulls of 5-70 sigma among them, none among the others).
     auto& z = images.zogy;
     MaskedImage d;
     d.image = std::move(z.diff);
@@ -115,6 +119,48 @@ ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const Prepa
     rec.fluxNormErr = rec.fluxErr;
     rec.status = PhotometryStatus::Done;
     return rec;
+}
+
+std::vector<CandidateRecord> candidatesOf(const PreparedImage& science, const DifferenceImages& images,
+                                          const DifferenceRun& run, double zeroPoint, const detect::DetectConfig& cfg) {
+    std::vector<detect::KnownSource> refSrc, sciSrc;
+    const double fr = run.fluxRatio > 0 ? run.fluxRatio : 1.0;
+    for (const psf::Star& s : images.registeredReferenceStars.stars)
+        if (!(s.flags & psf::bits(psf::StarFlag::Edge)) && s.flux > 0) refSrc.push_back({s.x, s.y, s.flux / fr});
+    for (const psf::Star& s : science.stars.stars)
+        if (s.flux > 0) sciSrc.push_back({s.x, s.y, s.flux});
+    auto det = detect::detectCandidates(images.zogy, refSrc, sciSrc, cfg);
+    if (science.wcs)
+        detect::fillSkyPositions(det.candidates, [&](double x, double y) {
+            const auto p = science.wcs->pixelToSky(x, y);
+            return std::pair{p.raDeg, p.decDeg};
+        });
+    // Magnitudes on the reference's scale (the zero point is the reference's).
+    auto magOf = [&](double fluxSci) {
+        const double f = std::fabs(fluxSci) * fr;
+        return std::isfinite(zeroPoint) && f > 0 ? zeroPoint - 2.5 * std::log10(f) : kNan;
+    };
+    std::vector<CandidateRecord> out;
+    out.reserve(det.candidates.size());
+    for (std::size_t i = 0; i < det.candidates.size(); ++i) {
+        const detect::Candidate& c = det.candidates[i];
+        CandidateRecord r;
+        r.scienceObsId = run.scienceObsId;
+        r.index = static_cast<int>(i);
+        r.ra = c.raDeg, r.dec = c.decDeg, r.x = c.x, r.y = c.y;
+        r.flux = c.flux, r.fluxErr = c.fluxErr, r.significance = c.significance, r.snr = c.snr;
+        r.fwhm = c.fwhmPx, r.ellipticity = c.ellipticity, r.positionAngle = c.positionAngleDeg;
+        r.mag = magOf(c.flux);
+        r.magErr = c.flux != 0.0 ? photometry::kMagPerLnFlux * c.fluxErr / std::fabs(c.flux) : kNan;
+        r.isDiffPos = c.isDiffPos, r.isSaturated = c.isSaturated(), r.isBlended = c.isBlended();
+        r.isEdge = c.isEdge(), r.isDipole = c.isDipole();
+        r.nBad = c.nbad, r.footprintPx = c.areaPx;
+        r.sharpness = c.sharpness, r.dipoleRatio = c.dipoleRatio;
+        r.nearestRefDistPx = c.nearestRefDistPx;
+        r.nearestRefMag = magOf(c.nearestRefFlux);
+        out.push_back(r);
+    }
+    return out;
 }
 
 std::vector<wcs::SkyPoint> ensembleStars(const PreparedImage& reference, int maxStars) {

@@ -118,7 +118,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
     const bool photometry = config.photometry.enabled;
     DifferenceConfig diffConfig = config.difference;
     diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry;
-    const double zeroPoint = photometry ? detail::referenceZeroPoint(reference, config.photometry) : 0.0;
+    const double zeroPoint = detail::referenceZeroPoint(reference, config.photometry);
     const auto ensembleStars = photometry ? detail::ensembleStars(reference, config.photometry.ensembleStars)
                                           : std::vector<wcs::SkyPoint>{};
     std::vector<std::vector<double>> starFlux, starFluxErr;
@@ -142,6 +142,13 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
         try {
             PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
             auto images = differenceImages(science, reference, diffConfig, config.prepare, run);
+            if (config.detectCandidates) {
+                detect::DetectConfig dc = config.detect;
+                dc.thresholdSigma = config.difference.detectionThreshold;
+                auto cands = detail::candidatesOf(science, images, run, zeroPoint, dc);
+                run.candidatesFound = static_cast<int>(cands.size());
+                r.candidates.insert(r.candidates.end(), cands.begin(), cands.end());
+            }
             if (photometry) {
                 point = detail::forcedAtTarget(r.target, science, images, run, li.obs->mjd, li.obs->filterBand,
                                                zeroPoint, config.photometry);

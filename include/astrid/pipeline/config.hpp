@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "astrid/background/background.hpp"
+#include "astrid/detect/detect.hpp"
 #include "astrid/diff/zogy.hpp"
 #include "astrid/psf/psf_model.hpp"
 #include "astrid/psf/stars.hpp"
@@ -86,6 +87,9 @@ struct PipelineConfig {
     PrepareConfig prepare;
     DifferenceConfig difference;
     DifferenceOutputConfig differenceOutput;
+    /// Candidates on every difference (issue #4); the threshold is difference.detectionThreshold.
+    bool detectCandidates = true;
+    detect::DetectConfig detect;
     PhotometryConfig photometry;
 };
 

@@ -55,6 +55,7 @@ struct DifferenceImages {
     diff::ZogyResult zogy;
     MaskedImage registeredReference;
     std::optional<psf::PsfModel> registeredReferencePsf;
+    psf::StarFinderResult registeredReferenceStars;  ///< the reference's stars on the science grid (ref ADU)
     registration::MatchResult match;
     registration::FluxRatio ratio;
 };
