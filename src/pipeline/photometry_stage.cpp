@@ -63,6 +63,9 @@ ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const Prepa
     d.mask = std::move(z.mask);
     photometry::ForcedPsfConfig fc;
     fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
+    // The fit uses the core (2 FWHM): the wings add noise, not signal, and reach masked pixels
+    // (cli_photometry_campaign: 146 instead of 140 of 156 points unflagged, pulls 1.19 vs 1.22).
+    fc.fitRadiusPx = 2.0 * (run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0);
     const photometry::PixelPosition pos{p.x, p.y};
     const auto fit = photometry::forcedPsfPhotometry(d, std::span(&pos, 1), z.psfD, fc).front();
     const double fwhm = run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0;
