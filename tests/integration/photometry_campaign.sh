@@ -4,8 +4,8 @@
 # photometry of every target's transient on every science epoch (flux of D at the catalog position
 # vs the true transient flux), the transient among the candidates of every epoch where its S/N >= 8,
 # the ensemble normalisation near 1 (the flux ratio already scales each epoch), and the schema.
-# The bounds on the flux ratio and the pulls are today's figures with room (median 1.015, robust
-# pull std 1.31 at seed 23), not issue #4's goals (1% and 10%), which are not met yet.
+# The bounds on the flux ratio and the pulls are today's figures with room (median 1.012, pull
+# std 1.19 at seed 23), not issue #4's goals (1% and 10%), which are not met yet.
 set -euo pipefail
 : "${ASTRID:?path of the astrid binary}" "${MPIEXEC:=mpiexec}" "${MPIEXEC_FLAGS:=--oversubscribe}"
 work="$(mktemp -d)"
