@@ -10,15 +10,24 @@ set -euo pipefail
 : "${ASTRID:?path of the astrid binary}" "${MPIEXEC:=mpiexec}" "${MPIEXEC_FLAGS:=--oversubscribe}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-"$ASTRID" simulate --out "$work/sim" --targets 40 --epochs 4 --size 320 --seed 23 --no-defects > /dev/null
+# ASTRID_PHOTOMETRY_TARGETS (the sanitizer build sets 12): fewer targets check the products' shape
+# only; the statistics below are asserted with the full 40.
+targets="${ASTRID_PHOTOMETRY_TARGETS:-40}"
+"$ASTRID" simulate --out "$work/sim" --targets "$targets" --epochs 4 --size 320 --seed 23 --no-defects > /dev/null
 # shellcheck disable=SC2086
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "$work/sim/campaign.ini" --output "$work/run.h5" --log_level warn \
     --fft_effort estimate
-/usr/bin/python3 - "$work" <<'PY'
+/usr/bin/python3 - "$work" "$targets" <<'PY'
 import csv, sys
 import h5py
 import numpy as np
 work = sys.argv[1]
+targets = int(sys.argv[2])
+full = targets == 40
+def check(ok, what):
+    """The statistics are asserted on the full campaign only."""
+    if full:
+        assert ok, what
 f = h5py.File(f"{work}/run.h5", "r")
 assert f.attrs["schema_version"] == 2
 names = {r["target_id"]: r["name"].decode() for r in f["targets"][:]}
@@ -30,13 +39,13 @@ p = f["forced_photometry"][:]
 done = p[p["status"] == 1]
 clean = (done["flags"] & (4 | 8)) == 0  # no masked or saturated pixel under the PSF stamp
 print(f"forced photometry: {len(p)} points, {len(done)} done, {np.sum(p['status'] == 2)} failed")
-assert len(p) == 40 * 4, len(p)
+assert len(p) == targets * 4, len(p)
 # Every point without a measurement says why. Known weakness (issue #4 notes): a reference bad
 # column or cosmic ray becomes a ~6 px NoData strip after resampling, and a target on one has its
 # core masked in D (15% of these points, seed 23); the bar below guards against more.
 failed = p[p["status"] == 2]
 assert all(r["fail_reason"].decode() for r in failed)
-assert len(done) >= 0.8 * len(p), len(done)
+check(len(done) >= 0.8 * len(p), len(done))
 tf = np.array([truth[(names[r["target_id"]], int(path[r["science_obs_id"]].split("_e")[-1].split(".")[0]))][0]
                for r in done])
 ratio = done["flux_sci"] / tf
@@ -53,15 +62,15 @@ for lo, hi in ((0, 10), (10, 20), (20, 1e9)):
     if m.sum() >= 10:
         print(f"  true S/N {lo}-{hi if hi < 1e9 else 'inf'}: n {m.sum()}, median ratio {np.median(ratio[m]):.4f}, "
               f"pull std {pull[m].std():.3f}")
-assert clean.sum() >= 0.8 * len(done), clean.sum()
-assert abs(np.median(ratio) - 1) < 0.03, np.median(ratio)
-assert 0.8 < robust(pull) < 1.6, robust(pull)
-assert abs(np.median(pull)) < 0.5, np.median(pull)
+check(clean.sum() >= 0.8 * len(done), clean.sum())
+check(abs(np.median(ratio) - 1) < 0.03, np.median(ratio))
+check(0.8 < robust(pull) < 1.6, robust(pull))
+check(abs(np.median(pull)) < 0.5, np.median(pull))
 # Magnitudes from the reference's MAGZP; the ensemble normalisation changes little.
 assert np.all(np.isfinite(done["zero_point"])) and np.all(np.isfinite(done["mag"]))
 nf = done["norm_factor"][np.isfinite(done["norm_factor"])]
 print(f"ensemble normalisation: median |c - 1| {np.median(np.abs(nf - 1)):.4f}, max {np.max(np.abs(nf - 1)):.4f}")
-assert np.all(np.abs(nf - 1) < 0.05)
+check(np.all(np.abs(nf - 1) < 0.05), nf)
 # The transient among the candidates wherever its true S/N >= 8.
 c = f["candidates"][:]
 found = total = 0
@@ -74,7 +83,7 @@ for r, s in zip(done[clean], snr):
 dr = f["difference_runs"][:]
 print(f"candidates: {len(c)} on {len(dr)} differences ({len(c) / len(dr):.2f} per difference); "
       f"transient found in {found}/{total} epochs with true S/N >= 8")
-assert found >= 0.95 * total, (found, total)
+check(found >= 0.95 * total, (found, total))
 assert np.all(dr["candidates_found"] >= 0)
 print("photometry campaign: OK")
 PY
