@@ -22,7 +22,10 @@ int cmdSimulate(int argc, char** argv) {
         "distortion", po::value<std::string>()->default_value("none"), "none | sip | tpv")(
         "no-galaxies", "no extended galaxies (transients on blank sky)")(
         "noiseless", "render the expectation: no Poisson or read noise (for measuring method errors)")(
-        "no-defects", "no bad columns or cosmic rays")("help,h", "this help");
+        "no-defects", "no bad columns or cosmic rays")(
+        "transient-mag-min", po::value<double>()->default_value(d.transientPeakMagMin), "brightest transient peak magnitude")(
+        "transient-mag-max", po::value<double>()->default_value(d.transientPeakMagMax), "faintest transient peak magnitude")(
+        "help,h", "this help");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, opts), vm);
@@ -44,6 +47,8 @@ int cmdSimulate(int argc, char** argv) {
     c.galaxies = !vm.count("no-galaxies");
     c.noise = !vm.count("noiseless");
     c.defects = !vm.count("no-defects");
+    c.transientPeakMagMin = vm["transient-mag-min"].as<double>();
+    c.transientPeakMagMax = vm["transient-mag-max"].as<double>();
     c.distortion = sim::parseDistortion(vm["distortion"].as<std::string>());
     if (c.targets < 1) throw ConfigError("must be >= 1", "targets");
     if (c.epochs < 1) throw ConfigError("must be >= 1", "epochs");

@@ -94,9 +94,19 @@ ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const Prepa
     rec.fluxSciErr = fit.fluxErr;
     rec.chi2 = fit.chi2PerDof;
     rec.nPix = fit.nPixels;
-    if (fit.flags & photometry::kNoMeasurementFlags) {
+    // A fit over masked or saturated pixels that the PSF does not describe (a saturated star's
+    // residual under the target: faint transients at 500 sigma) is no measurement. Found on a
+    // faint-transient campaign: every |pull| > 10 had Masked|Saturated and chi2/dof 15-130.
+    constexpr double kMaxChi2MaskedFit = 3.0;
+    const bool corrupted = (fit.flags & (bits(photometry::PhotFlag::Masked) | bits(photometry::PhotFlag::Saturated))) &&
+                           fit.chi2PerDof > kMaxChi2MaskedFit;
+    if ((fit.flags & photometry::kNoMeasurementFlags) || corrupted) {
         rec.status = PhotometryStatus::Failed;
-        rec.failReason = "forced PSF fit on D: " + photometry::flagNames(fit.flags);
+        rec.failReason = corrupted ? fmt::format("forced PSF fit on D over {} pixels does not fit (chi2/dof {:.1f})",
+                                                 photometry::flagNames(fit.flags & (bits(photometry::PhotFlag::Masked) |
+                                                                                    bits(photometry::PhotFlag::Saturated))),
+                                                 fit.chi2PerDof)
+                                   : "forced PSF fit on D: " + photometry::flagNames(fit.flags);
         rec.flux = rec.fluxErr = rec.snr = rec.mag = rec.magErr = kNan;
         return rec;
     }

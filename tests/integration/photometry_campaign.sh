@@ -87,3 +87,33 @@ check(found >= 0.95 * total, (found, total))
 assert np.all(dr["candidates_found"] >= 0)
 print("photometry campaign: OK")
 PY
+
+# Faint transients (peak 21.5-23.5 mag: most points below 3 sigma) on blank sky: every point is a
+# detection with a finite magnitude or an upper limit, and the true magnitude is fainter than the
+# limit for (nearly) all limits.
+"$ASTRID" simulate --out "$work/faint" --targets 16 --epochs 4 --size 256 --seed 31 --no-defects --no-galaxies \
+    --transient-mag-min 21.5 --transient-mag-max 23.5 > /dev/null
+# shellcheck disable=SC2086
+"$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "$work/faint/campaign.ini" --output "$work/faint.h5" --log_level warn \
+    --fft_effort estimate
+/usr/bin/python3 - "$work" <<'PY'
+import csv, sys
+import h5py
+import numpy as np
+work = sys.argv[1]
+f = h5py.File(f"{work}/faint.h5", "r")
+names = {r["target_id"]: r["name"].decode() for r in f["targets"][:]}
+path = {o["obs_id"]: o["fits_path"].decode() for o in f["observations"][:]}
+truth = {(r["target"], int(r["epoch"])): float(r["transient_mag"])
+         for r in csv.DictReader(l for l in open(f"{work}/faint/epochs.csv") if not l.startswith("#"))}
+p = f["forced_photometry"][:]
+d = p[p["status"] == 1]
+tm = np.array([truth[(names[r["target_id"]], int(path[r["science_obs_id"]].split("_e")[-1].split(".")[0]))] for r in d])
+ul = d["is_upper_limit"] == 1
+print(f"faint transients: {len(p)} points, {len(d)} measured, {ul.sum()} upper limits, {(~ul).sum()} detections; "
+      f"limits with the truth fainter: {np.mean(tm[ul] > d['mag'][ul]):.3f}")
+assert np.all(np.isfinite(d["mag"])), "every measured point has a magnitude or a limit"
+assert ul.sum() >= 0.5 * len(d), ul.sum()
+assert np.mean(tm[ul] > d["mag"][ul]) >= 0.95
+print("faint light curves: OK")
+PY
