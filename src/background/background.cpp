@@ -10,6 +10,7 @@
 
 #include "astrid/background/background.hpp"
 #include "astrid/core/error.hpp"
+#include "astrid/core/stats.hpp"
 #include "astrid/core/log.hpp"
 #include "detail.hpp"
 
@@ -382,14 +383,8 @@ Mesh measureBoxes(const Image<float>& image, const Cells& cx, const Cells& cy, i
     return mesh;
 }
 
-double medianOf(std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    const std::size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-    const double hi = v[mid];
-    if (v.size() % 2 == 1) return hi;
-    return 0.5 * (hi + *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid)));
-}
+/// The median, 0 for no values (a level or RMS of nothing).
+double medianOf(std::vector<double> v) { return v.empty() ? 0.0 : medianInPlace(v); }
 
 // Marks the usable boxes; false when there is none. `typical` scales the fraction: 1 for the mask
 // pass, the median kept fraction for the source pass.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "astrid/core/image.hpp"
+#include "astrid/core/stats.hpp"
 #include "astrid/photometry/flags.hpp"
 
 namespace astrid::photometry::detail {
@@ -29,9 +30,7 @@ std::vector<std::size_t> rowOrder(std::span<const PixelPosition> positions);
 /// Throws DataError unless image and variance have the same size and the mask is that size or empty.
 void checkPlanes(const MaskedImage& image, const char* what);
 
-/// Median of v (reordered in place); NaN for an empty vector. For an even size the mean of the two
-/// middle values.
-double medianInPlace(std::vector<double>& v);
+using astrid::medianInPlace;  // core/stats.hpp
 
 /// Statistics of a sigma-clipped sample.
 struct ClippedStats {

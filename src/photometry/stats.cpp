@@ -35,16 +35,6 @@ std::vector<std::size_t> rowOrder(std::span<const PixelPosition> positions) {
     return order;
 }
 
-double medianInPlace(std::vector<double>& v) {
-    if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-    const std::size_t mid = v.size() / 2;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-    const double upper = v[mid];
-    if (v.size() % 2 == 1) return upper;
-    const double lower = *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid));
-    return 0.5 * (lower + upper);
-}
-
 namespace {
 // Mean and population standard deviation in one pass, shifted by `centre` against cancellation.
 void meanStd(const std::vector<double>& v, double centre, double& mean, double& sd) {

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "astrid/core/log.hpp"
+#include "astrid/core/stats.hpp"
 #include "detail.hpp"
 
 namespace astrid::pipeline {
@@ -208,10 +209,7 @@ StackResult stackImages(const std::vector<PreparedImage>& inputs, const StackCon
             if (n >= static_cast<std::size_t>(cfg.clipMinInputs)) {
                 auto median = [&](const std::vector<double>& a) {
                     std::copy(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), scratch.begin());
-                    const auto mid = scratch.begin() + static_cast<std::ptrdiff_t>(n / 2);
-                    std::nth_element(scratch.begin(), mid, scratch.begin() + static_cast<std::ptrdiff_t>(n));
-                    if (n % 2) return *mid;
-                    return 0.5 * (*mid + *std::max_element(scratch.begin(), mid));
+                    return medianInPlace(std::span(scratch.data(), n));
                 };
                 const double m = median(y);
                 // The median's own variance (pi / 2n of one value's for Gaussian noise) joins each value's.

@@ -19,6 +19,7 @@
 #include <Eigen/Dense>
 
 #include "astrid/core/error.hpp"
+#include "astrid/core/stats.hpp"
 #include "detail.hpp"
 
 namespace astrid::psf {
@@ -50,15 +51,6 @@ void validate(const PsfConfig& c) {
     require(c.neighbourMaskFwhm >= 0.0, "neighbour_mask_fwhm", "must be >= 0");
     require(c.fallbackMinSnr >= 0.0, "fallback_min_snr", "must be >= 0");
     require(c.minStarsMoffat >= 1, "min_stars_moffat", "must be >= 1");
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-    const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-    std::nth_element(v.begin(), mid, v.end());
-    double m = *mid;
-    if (v.size() % 2 == 0) m = 0.5 * (m + *std::max_element(v.begin(), mid));
-    return m;
 }
 
 // Polynomial terms in scaled coordinates: 1, u, v, u^2, uv, v^2.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "astrid/core/error.hpp"
+#include "astrid/core/stats.hpp"
 #include "detail.hpp"
 
 namespace astrid::psf {
@@ -43,15 +44,6 @@ void validate(const StarFinderConfig& c) {
     require(c.sharpFwhmFraction >= 0.0 && c.sharpFwhmFraction < 1.0, "sharp_fwhm_fraction", "must be in [0, 1)");
     require(c.maxCentroidIterations >= 1, "max_centroid_iterations", "must be >= 1");
     require(c.centroidTolerancePx > 0.0, "centroid_tolerance_px", "must be > 0");
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-    const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-    std::nth_element(v.begin(), mid, v.end());
-    double m = *mid;
-    if (v.size() % 2 == 0) m = 0.5 * (m + *std::max_element(v.begin(), mid));
-    return m;
 }
 
 // Flux order, brightest first; NaN fluxes (only from overflowing pixel values) last, so that the order

@@ -5,6 +5,7 @@
 #include <span>
 #include <vector>
 
+#include "astrid/core/stats.hpp"
 #include "astrid/registration/match.hpp"
 
 namespace astrid::registration::detail {
@@ -55,7 +56,6 @@ SortedStars sortedByFlux(const std::vector<MatchPoint>& stars);
 bool fitSimilarity(std::span<const PixelPoint> from, std::span<const PixelPoint> to, Parity parity,
                    PolyTransform& out);
 
-/// Median of a copy (NaN for an empty list).
-double median(std::vector<double> v);
+using astrid::median;  // core/stats.hpp
 
 }  // namespace astrid::registration::detail

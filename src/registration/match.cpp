@@ -105,14 +105,6 @@ bool fitSimilarity(std::span<const PixelPoint> from, std::span<const PixelPoint>
     return true;
 }
 
-double median(std::vector<double> v) {
-    if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
-    const auto mid = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
-    std::nth_element(v.begin(), mid, v.end());
-    if (v.size() % 2 == 1) return *mid;
-    return 0.5 * (*mid + *std::max_element(v.begin(), mid));
-}
-
 }  // namespace detail
 
 namespace {
