@@ -57,6 +57,14 @@ Moments windowMoments(const Sampler& at, double cx, double cy, double sigma, con
     for (int i = -rr; i <= rr; ++i) wx[i + rr] = std::exp(k * (ix + i - cx) * (ix + i - cx));
     double s = 0, sx = 0, sy = 0, sxx = 0, sxy = 0, syy = 0;
     int missing = 0;
+    auto add = [&](double wv, double dx, double dy) {
+        s += wv;
+        sx += wv * dx;
+        sy += wv * dy;
+        sxx += wv * dx * dx;
+        sxy += wv * dx * dy;
+        syy += wv * dy * dy;
+    };
     for (int j = -rr; j <= rr; ++j) {
         const double dy = iy + j - cy;
         const double wy = std::exp(k * dy * dy);
@@ -68,12 +76,7 @@ Moments windowMoments(const Sampler& at, double cx, double cy, double sigma, con
             }
             const double dx = ix + i - cx;
             const double wv = wx[i + rr] * wy * v;
-            s += wv;
-            sx += wv * dx;
-            sy += wv * dy;
-            sxx += wv * dx * dx;
-            sxy += wv * dx * dy;
-            syy += wv * dy * dy;
+            add(wv, dx, dy);
         }
     }
     if (missing > 0 && fill != nullptr) {
@@ -93,12 +96,7 @@ Moments windowMoments(const Sampler& at, double cx, double cy, double sigma, con
                     if (std::isfinite(at(ix + i, iy + j))) continue;
                     const double dx = ix + i - cx;
                     const double wv = wx[i + rr] * wy * flux * fill->valueAt(dx, dy);
-                    s += wv;
-                    sx += wv * dx;
-                    sy += wv * dy;
-                    sxx += wv * dx * dx;
-                    sxy += wv * dx * dy;
-                    syy += wv * dy * dy;
+                    add(wv, dx, dy);
                 }
             }
     }

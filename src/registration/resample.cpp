@@ -141,6 +141,20 @@ struct Source {
     bool noisePower;  // VarianceResampling::NoisePower
 };
 
+// A per-tap footprint's sums written out: NoData (value 0, variance +inf) when an unusable tap
+// carried significant weight, else the scaled value and variance.
+inline void finishPixel(std::uint16_t m, float acc, float vacc, float scale, bool noisePower, float& value,
+                        float& variance, std::uint16_t& mask) {
+    mask = m;
+    if (m & kNoData) {
+        value = 0.0f;
+        variance = kInf;
+    } else {
+        value = acc * scale;
+        variance = vacc * (noisePower ? scale : scale * scale);
+    }
+}
+
 // The per-tap path: footprint partly outside the reference, or mask bits nearby.
 void slowPixel(const Source& s, int ix, int iy, const std::array<float, 8>& wxIn, const std::array<float, 8>& wyIn,
                float scale, float& value, float& variance, std::uint16_t& mask) {
@@ -186,14 +200,7 @@ void slowPixel(const Source& s, int ix, int iy, const std::array<float, 8>& wxIn
         acc += wy[uj] * r;
         vacc += vy[uj] * rv;
     }
-    mask = m;
-    if (m & kNoData) {
-        value = 0.0f;
-        variance = kInf;
-    } else {
-        value = acc * scale;
-        variance = vacc * (s.noisePower ? scale : scale * scale);
-    }
+    finishPixel(m, acc, vacc, scale, s.noisePower, value, variance, mask);
 }
 
 // An interior pixel near a mask bit or an unusable pixel: the plain 6 x 6 sums with unusable taps
@@ -224,14 +231,7 @@ template <bool kNoisePower>
         acc += wy[j] * racc;
         vacc += (kNoisePower ? ay[j] : wy[j] * wy[j]) * rvacc;
     }
-    mask = m;
-    if (m & kNoData) {
-        value = 0.0f;
-        variance = kInf;
-    } else {
-        value = acc * scale;
-        variance = vacc * (kNoisePower ? scale : scale * scale);
-    }
+    finishPixel(m, acc, vacc, scale, kNoisePower, value, variance, mask);
 }
 
 // Scratch for one output row: the fast-path pixels found by the value pass, for the variance pass.
