@@ -76,11 +76,13 @@ registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const Prepar
 /// Photometry after a difference (photometry_stage.cpp).
 /// The reference's zero point: the config's, else the first header key of cfg.zeroPointKeys; NaN.
 double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg);
-/// Forced photometry at the target's position on one difference (PSF fit of D with P_D and its
-/// variance map, apertures on D and on the science image); images.zogy must carry diffVariance.
-ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const PreparedImage& science,
-                                      DifferenceImages& images, const DifferenceRun& run, double mjd,
-                                      const std::string& filter, double zeroPoint, const PhotometryConfig& cfg);
+/// The target's light-curve point of one science epoch before any measurement (status Pending).
+ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t scienceObsId, double mjd,
+                                   const std::string& filter, double zeroPoint, const PhotometryConfig& cfg);
+/// Forced photometry at `point`'s position on one difference (PSF fit of D with P_D and its variance
+/// map, apertures on D and on the science image); images.zogy must carry diffVariance.
+ForcedPhotometryRecord forcedAtTarget(ForcedPhotometryRecord point, const PreparedImage& science,
+                                      DifferenceImages& images, const DifferenceRun& run, const PhotometryConfig& cfg);
 /// Candidates on one difference's S_corr (the detect module) as records with sky positions and
 /// reference-scale magnitudes.
 std::vector<CandidateRecord> candidatesOf(const PreparedImage& science, const DifferenceImages& images,

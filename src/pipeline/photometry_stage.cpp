@@ -27,11 +27,10 @@ double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig
     return kNan;
 }
 
-ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const PreparedImage& science,
-                                      DifferenceImages& images, const DifferenceRun& run, double mjd,
-                                      const std::string& filter, double zeroPoint, const PhotometryConfig& cfg) {
+ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t scienceObsId, double mjd,
+                                   const std::string& filter, double zeroPoint, const PhotometryConfig& cfg) {
     ForcedPhotometryRecord rec;
-    rec.scienceObsId = run.scienceObsId;
+    rec.scienceObsId = scienceObsId;
     rec.sourceKind = 0;
     rec.sourceId = target.id;
     rec.ra = target.raDeg;
@@ -41,12 +40,18 @@ ForcedPhotometryRecord forcedAtTarget(const catalog::Target& target, const Prepa
     rec.limitSigma = cfg.upperLimitSigma;
     rec.zeroPoint = zeroPoint;
     rec.zeroPointErr = std::isfinite(zeroPoint) ? 0.0 : kNan;
+    return rec;
+}
+
+ForcedPhotometryRecord forcedAtTarget(ForcedPhotometryRecord rec, const PreparedImage& science, DifferenceImages& images,
+                                      const DifferenceRun& run, const PhotometryConfig& cfg) {
+    const double zeroPoint = rec.zeroPoint;
     if (!science.wcs) {
         rec.status = PhotometryStatus::Failed;
         rec.failReason = "the science image has no WCS to place the target";
         return rec;
     }
-    const auto p = science.wcs->skyToPixel(target.raDeg, target.decDeg);
+    const auto p = science.wcs->skyToPixel(rec.ra, rec.dec);
     rec.x = p.x;
     rec.y = p.y;
 

@@ -129,15 +129,8 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
         DifferenceRun run;
         run.scienceObsId = li.obs->obsId;
         run.referenceObsId = ref.obs->obsId;
-        ForcedPhotometryRecord point;
-        point.scienceObsId = run.scienceObsId;
-        point.sourceId = r.target.id;
-        point.ra = r.target.raDeg;
-        point.dec = r.target.decDeg;
-        point.mjd = li.obs->mjd;
-        point.filter = li.obs->filterBand;
-        point.zeroPoint = zeroPoint;
-        point.limitSigma = config.photometry.upperLimitSigma;
+        ForcedPhotometryRecord point = detail::targetPoint(r.target, run.scienceObsId, li.obs->mjd, li.obs->filterBand,
+                                                           zeroPoint, config.photometry);
         std::vector<double> sf(ensembleStars.size(), std::numeric_limits<double>::quiet_NaN()), sfe = sf;
         try {
             PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
@@ -150,8 +143,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
                 r.candidates.insert(r.candidates.end(), cands.begin(), cands.end());
             }
             if (photometry) {
-                point = detail::forcedAtTarget(r.target, science, images, run, li.obs->mjd, li.obs->filterBand,
-                                               zeroPoint, config.photometry);
+                point = detail::forcedAtTarget(point, science, images, run, config.photometry);
                 detail::ensembleFluxes(science, run, ensembleStars, sf, sfe);
             }
             run.backgroundS = science.backgroundS;
