@@ -71,17 +71,34 @@ int cmdRun(int argc, char** argv) {
         s = runner::runCampaign(
             mpi, input, [archiveRoot] { return std::make_unique<archive::LocalArchive>(archiveRoot); }, cfg.pipeline,
             cfg.run);
+    } catch (const ConfigError& e) {
+        // Every rank refuses together (the output cannot be resumed with this job): nothing to unwind.
+        if (root) std::cerr << "astrid run: error: " << e.what() << "\n";
+        return 1;
     } catch (const Error& e) {
         // Ranks may be inside a collective call we cannot unwind: end them all.
         std::cerr << "astrid run (rank " << mpi.rank() << "): fatal: " << e.what() << "\n";
         mpi.abort(1);
     }
     if (root) {
-        std::cout << "astrid run: " << s.targets << " targets: " << s.ok << " ok, " << s.failed << " failed, "
-                  << s.skipped << " skipped in " << s.wallS << " s on " << mpi.size() << " rank(s)\n"
-                  << "output: " << s.outputPath << "\n"
+        if (s.alreadyComplete)
+            std::cout << "astrid run: " << s.outputPath << " is complete already (" << s.ok << " ok, " << s.failed
+                      << " failed, " << s.skipped << " skipped): nothing to do; --fresh starts it again\n";
+        else
+            std::cout << "astrid run: " << s.targets << " targets: " << s.ok << " ok, " << s.failed << " failed, "
+                      << s.skipped << " skipped"
+                      << (s.resumed ? " (" + std::to_string(s.resumed) + " from the earlier attempt)" : std::string())
+                      << (s.retries ? ", " + std::to_string(s.retries) + " retries" : std::string()) << " in "
+                      << s.wallS << " s on " << mpi.size() << " rank(s)\n";
+        if (s.interrupted)
+            std::cout << "astrid run: interrupted by a signal after a final checkpoint: "
+                      << (s.targets - s.ok - s.failed - s.skipped)
+                      << " targets left; run the same job again to resume (exit status "
+                      << runner::kExitResumable << ")\n";
+        std::cout << "output: " << s.outputPath << "\n"
                   << "summary: astrid inspect " << s.outputPath << (s.failed ? " --failures" : "") << "\n";
     }
+    if (s.interrupted) return runner::kExitResumable;
     return s.failed > 0 ? 2 : 0;
 }
 

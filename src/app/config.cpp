@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -63,6 +64,7 @@ po::options_description jobOptions() {
         ("scheduler_computes", po::value<std::string>()->default_value("auto"), "rank 0 also processes targets: auto | yes | no")
         ("prefetch", po::value<int>()->default_value(r.prefetch), "targets each rank holds (running + queued)")
         ("progress_seconds", po::value<double>()->default_value(r.progressSeconds), "interval of rank 0's progress lines")
+        ("max_retries", po::value<int>()->default_value(r.maxRetries), "extra attempts, on another rank, of a target whose failure is transient (archive unreachable, internal error)")
         ("log_level", po::value<std::string>()->default_value("info"), "trace | debug | info | warn | error | off");
     return d;
 }
@@ -88,7 +90,10 @@ void requirePositive(double v, const char* key) {
 JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* help) {
     po::options_description cli("astrid run options");
     cli.add_options()("config,c", po::value<std::string>(), "job file (INI: key = value)")(
-        "dump-config", "print the resolved configuration and exit")("help,h", "this help");
+        "dump-config", "print the resolved configuration and exit")(
+        "resume", "resume the interrupted run in the output (an error when there is none); without --resume or "
+                  "--fresh an interrupted run with the same configuration is resumed and a new output started")(
+        "fresh", "discard an existing output and its journal and start again")("help,h", "this help");
     po::options_description all;
     all.add(cli).add(jobOptions());
 
@@ -103,6 +108,8 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
         throw ConfigError(e.what());
     }
     if (help) *help = fromCli.count("help") > 0;
+    if (fromCli.count("resume") && fromCli.count("fresh"))
+        throw ConfigError("--resume and --fresh contradict each other", "resume");
     if (dump) *dump = fromCli.count("dump-config") > 0;
     if (fromCli.count("help")) {
         std::cout << "usage: astrid run [--config] JOB.ini [--key value ...] [--dump-config]\n\n" << all << "\n";
@@ -185,6 +192,11 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (c.run.checkpointTargets < 1) throw ConfigError("must be >= 1", "checkpoint_targets");
     requirePositive(c.run.checkpointSeconds, "checkpoint_seconds");
     if (c.run.prefetch < 1) throw ConfigError("must be >= 1", "prefetch");
+    c.run.maxRetries = get<int>(vm, "max_retries");
+    if (c.run.maxRetries < 0) throw ConfigError("must be >= 0", "max_retries");
+    c.run.resume = fromCli.count("fresh")    ? runner::ResumeMode::Fresh
+                   : fromCli.count("resume") ? runner::ResumeMode::Require
+                                             : runner::ResumeMode::Auto;
     const std::string computes = get<std::string>(vm, "scheduler_computes");
     if (computes == "auto") c.run.schedulerComputes = runner::SchedulerComputes::Auto;
     else if (computes == "yes") c.run.schedulerComputes = runner::SchedulerComputes::Yes;
@@ -205,7 +217,24 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (c.pipeline.differenceOutput.directory.empty()) c.pipeline.differenceOutput.directory = c.output + ".diff";
     c.run.outputPath = c.output;
     c.run.configText = dumpConfig(c);
+    c.run.resultConfig = resultConfig(c);
     return c;
+}
+
+std::string resultConfig(const JobConfig& c) {
+    static const std::vector<std::string> operational = {
+        "output", "log_level", "checkpoint_targets", "checkpoint_seconds", "scheduler_computes",
+        "prefetch", "progress_seconds", "max_retries", "fft_effort", "fft_wisdom"};
+    std::string out;
+    const std::string all = dumpConfig(c);  // split() returns views into it
+    for (auto line : text::split(all, '\n')) {
+        const auto trimmed = text::trim(line);
+        if (trimmed.empty() || trimmed.front() == '#') continue;
+        const auto key = std::string(text::trim(trimmed.substr(0, trimmed.find('='))));
+        if (std::find(operational.begin(), operational.end(), key) != operational.end()) continue;
+        out.append(trimmed).push_back('\n');
+    }
+    return out;
 }
 
 std::string dumpConfig(const JobConfig& c) {
@@ -255,6 +284,7 @@ std::string dumpConfig(const JobConfig& c) {
       << "\n"
       << "prefetch = " << c.run.prefetch << "\n"
       << "progress_seconds = " << c.run.progressSeconds << "\n"
+      << "max_retries = " << c.run.maxRetries << "\n"
       << "log_level = " << c.logLevel << "\n";
     return o.str();
 }

@@ -37,6 +37,10 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dumpConfig, bo
 /// The resolved configuration as a job file (what --dump-config prints and the output stores).
 std::string dumpConfig(const JobConfig& config);
 
+/// The lines of dumpConfig() that shape results: without the output path, logging, checkpoint,
+/// scheduling, retry and FFT-planning keys, which a resume may change. A resume must match them.
+std::string resultConfig(const JobConfig& config);
+
 catalog::CatalogFormat parseCatalogFormat(const std::string& text);
 
 }  // namespace astrid::app

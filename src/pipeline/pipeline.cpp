@@ -106,7 +106,12 @@ LoadedImage loadOne(Observation& o, archive::Archive& archive, const catalog::Ta
 }
 /// Differences every science epoch against the reference. One epoch's failure is recorded in its
 /// DifferenceRun and the others go on; the target fails only when no epoch could be differenced.
-void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedImage& ref, const PipelineConfig& config) {
+void throwIfStopped(std::stop_token stop) {
+    if (stop.stop_requested()) throw Cancelled{};
+}
+
+void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedImage& ref, const PipelineConfig& config,
+                      std::stop_token stop) {
     auto logger = log::get("astrid.pipeline");
     PreparedImage reference;
     try {
@@ -126,6 +131,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
     int failed = 0;
     for (LoadedImage& li : loaded) {
         if (li.obs->role != Role::Science) continue;
+        throwIfStopped(stop);
         DifferenceRun run;
         run.scienceObsId = li.obs->obsId;
         run.referenceObsId = ref.obs->obsId;
@@ -164,6 +170,8 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
             run.failReason = e.what();
             logger->warn("{}: epoch {} not differenced ({}): {}", r.target.name, run.scienceObsId,
                          stageName(e.stage()), e.what());
+        } catch (const Cancelled&) {
+            throw;
         } catch (const std::exception& e) {  // e.g. a full disk writing the FITS outputs
             run.status = TargetStatus::Failed;
             run.failStage = Stage::Difference;
@@ -191,15 +199,18 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
 }
 }  // namespace
 
-TargetResult processTarget(const catalog::Target& target, archive::Archive& archive, const PipelineConfig& config) {
+TargetResult processTarget(const catalog::Target& target, archive::Archive& archive, const PipelineConfig& config,
+                           std::stop_token stop) {
     const auto t0 = std::chrono::steady_clock::now();
     auto logger = log::get("astrid.pipeline");
     TargetResult r;
     r.target = target;
     try {
+        throwIfStopped(stop);
         try {
             r.observations = archive.listObservations(target);
         } catch (const Error& e) {
+            r.transient = true;  // an archive that could not be listed may answer next time
             throw StageFailure{Stage::Archive, e.what()};
         }
         if (r.observations.empty())
@@ -216,6 +227,7 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
         std::vector<LoadedImage> loaded;
         for (Observation& o : r.observations) {
             if (o.status != ObsStatus::Used) continue;
+            throwIfStopped(stop);
             try {
                 loaded.push_back(loadOne(o, archive, target, config.validate));
             } catch (const StageFailure& f) {
@@ -245,14 +257,17 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
                 throw StageFailure{Stage::Validate, fileLabel(*li.obs) + ": " + li.obs->statusReason};
             }
         }
-        if (config.differenceOutput.enabled && ref) differenceEpochs(r, loaded, *ref, config);
+        if (config.differenceOutput.enabled && ref) differenceEpochs(r, loaded, *ref, config, stop);
         r.status = TargetStatus::Ok;
     } catch (const StageFailure& f) {
         r.status = TargetStatus::Failed;
         r.failStage = f.stage;
         r.failReason = f.reason;
         logger->warn("{}: failed in {}: {}", target.name, stageName(f.stage), f.reason);
+    } catch (const Cancelled&) {
+        throw;
     } catch (const std::exception& e) {
+        r.transient = true;
         r.status = TargetStatus::Failed;
         r.failStage = Stage::Internal;
         r.failReason = e.what();

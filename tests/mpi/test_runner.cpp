@@ -6,9 +6,11 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <set>
 
+#include "astrid/core/error.hpp"
 #include "astrid/diff/zogy.hpp"
 #include "astrid/fits/fits_file.hpp"
 #include "astrid/output/reader.hpp"
@@ -85,17 +87,46 @@ Gathered gatherModes(const runner::RunSummary& s) {
     return g;
 }
 
-runner::RunSummary run(const fs::path& root, const std::vector<catalog::Target>& targets, runner::RunOptions opt) {
+runner::RunSummary run(const fs::path& root, const std::vector<catalog::Target>& targets, runner::RunOptions opt,
+                       runner::ArchiveFactory factory = {}) {
     runner::CampaignInput input;
     if (rank() == 0) input.targets = targets;
     const std::string archive = (root / "archive").string();
     opt.outputPath = (root / "run.h5").string();
     opt.configText = "test";
+    if (opt.resultConfig.empty()) opt.resultConfig = "difference = false\n";
     opt.progressSeconds = 1e9;
     pipeline::PipelineConfig config;
     config.differenceOutput.enabled = false;  // flat 32 px images: this test is about the runner
-    return runner::runCampaign(*g_mpi, input, [archive] { return std::make_unique<archive::LocalArchive>(archive); },
-                               config, opt);
+    if (!factory) factory = [archive] { return std::make_unique<archive::LocalArchive>(archive); };
+    return runner::runCampaign(*g_mpi, input, factory, config, opt);
+}
+
+/// A local archive with faults: listing fails (an unreachable archive: transient) on `failRank`,
+/// and the `stopAfter`-th listing on rank 0 raises SIGUSR1 as `sbatch --signal` or scancel would.
+class FaultyArchive final : public archive::Archive {
+public:
+    FaultyArchive(std::string root, int failRank, int stopAfter)
+        : local_(std::move(root)), failRank_(failRank), stopAfter_(stopAfter) {}
+    std::vector<archive::Observation> listObservations(const catalog::Target& t) override {
+        if (rank() == failRank_) throw IoError("archive unreachable from rank " + std::to_string(rank()) + " (test)");
+        if (rank() == 0 && ++listed_ == stopAfter_) std::raise(SIGUSR1);
+        return local_.listObservations(t);
+    }
+    std::string fetch(const archive::Observation& o) override { return local_.fetch(o); }
+    std::string describe() const override { return "faulty:" + local_.describe(); }
+
+private:
+    archive::LocalArchive local_;
+    int failRank_, stopAfter_;
+    int listed_ = 0;
+};
+
+std::set<std::int64_t> targetIds(const fs::path& file) {
+    std::set<std::int64_t> ids;
+    output::RunReader rd(file.string());
+    for (const auto& r : rd.targets()) EXPECT_TRUE(ids.insert(r.targetId).second) << "duplicate row " << r.targetId;
+    return ids;
 }
 }  // namespace
 
@@ -168,6 +199,82 @@ TEST(Runner, EmptyCampaignStillWritesAValidFile) {
     output::RunReader rd((root / "run.h5").string());
     EXPECT_EQ(rd.rowCount("targets"), 0u);
     EXPECT_EQ(*rd.stringAttribute("status"), "complete");
+}
+
+// A transient failure is retried on another rank: every listing on rank 0 fails, so with more
+// than one rank every target ends ok on ranks > 0; alone, rank 0 records them failed after the
+// retries, with the stage and the reason.
+TEST(Runner, TransientFailuresAreRetriedOnAnotherRank) {
+    std::vector<catalog::Target> targets;
+    const fs::path root = makeArchive("retry", 7, {}, targets);
+    const std::string archive = (root / "archive").string();
+    runner::RunOptions opt;
+    opt.maxRetries = 2;
+    opt.schedulerComputes = runner::SchedulerComputes::Yes;
+    const auto s = run(root, targets, opt, [archive] { return std::make_unique<FaultyArchive>(archive, 0, -1); });
+    if (rank() != 0) return;
+    output::RunReader rd((root / "run.h5").string());
+    const auto rows = rd.targets();
+    ASSERT_EQ(rows.size(), 7u);
+    if (g_mpi->size() == 1) {
+        EXPECT_EQ(s.failed, 7);
+        EXPECT_EQ(s.retries, 14);  // two more attempts each
+        for (const auto& r : rows) {
+            EXPECT_EQ(output::getText(r.failStage), "archive");
+            EXPECT_NE(output::getText(r.failReason).find("unreachable"), std::string::npos);
+        }
+    } else {
+        EXPECT_EQ(s.ok, 7);
+        EXPECT_GT(s.retries, 0) << "rank 0 computes, so some targets started there";
+        for (const auto& r : rows) EXPECT_NE(r.rank, 0) << "a retry went back to the failing rank";
+    }
+}
+
+// SIGUSR1 on rank 0 mid-run stops every rank after a final checkpoint (interrupted, resumable); the
+// same job then resumes into the same file and ends with every target exactly once. A changed
+// configuration is refused on every rank; a complete output is left alone.
+TEST(Runner, SignalStopsGracefullyAndTheSameJobResumes) {
+    std::vector<catalog::Target> targets;
+    const fs::path root = makeArchive("resume", 17, {3}, targets);
+    const std::string archive = (root / "archive").string();
+    runner::RunOptions opt;
+    opt.checkpointTargets = 3;
+    opt.schedulerComputes = runner::SchedulerComputes::Yes;
+    const auto first = run(root, targets, opt, [archive] { return std::make_unique<FaultyArchive>(archive, -1, 4); });
+    EXPECT_TRUE(first.interrupted);
+    std::int64_t doneFirst = 0;
+    if (rank() == 0) {
+        doneFirst = first.ok + first.failed;
+        EXPECT_LT(doneFirst, 17);
+        output::RunReader rd((root / "run.h5").string());
+        EXPECT_EQ(*rd.stringAttribute("status"), "incomplete");
+        EXPECT_EQ(rd.rowCount("targets"), static_cast<std::uint64_t>(doneFirst));
+    }
+    runner::RunOptions changed = opt;
+    changed.resultConfig = "difference = true\n";
+    EXPECT_THROW(run(root, targets, changed), ConfigError);
+
+    const auto second = run(root, targets, opt);
+    EXPECT_FALSE(second.interrupted);
+    if (rank() == 0) {
+        EXPECT_EQ(second.resumed, doneFirst);
+        EXPECT_EQ(second.ok, 16);
+        EXPECT_EQ(second.failed, 1);
+        const auto ids = targetIds(root / "run.h5");
+        EXPECT_EQ(ids.size(), 17u);
+        output::RunReader rd((root / "run.h5").string());
+        EXPECT_EQ(*rd.stringAttribute("status"), "complete");
+        EXPECT_EQ(rd.observations().size(), 17u * 3u);
+    }
+    const auto third = run(root, targets, opt);
+    EXPECT_TRUE(third.alreadyComplete);
+    runner::RunOptions require = opt;
+    require.resume = runner::ResumeMode::Fresh;
+    const auto fresh = run(root, targets, require);
+    if (rank() == 0) {
+        EXPECT_EQ(fresh.resumed, 0);
+        EXPECT_EQ(fresh.ok, 16);
+    }
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // MPI and no global state: the runner calls it on every rank, tests call it on one core.
 #include <array>
 #include <cstdint>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -117,11 +118,23 @@ struct TargetResult {
     std::vector<ForcedPhotometryRecord> forcedPhotometry;
     double wallSeconds = 0.0;
     int rank = 0;           ///< set by the runner
+    /// The failure may not recur (an archive that could not be listed, an unexpected exception):
+    /// the runner retries such a target, on another rank when it can. Data verdicts (a corrupt
+    /// file, too few stars, no overlap) are not transient.
+    bool transient = false;
+};
+
+/// Thrown by processTarget when its stop token asks it to stop: the target is abandoned, not
+/// failed, and nothing of it is recorded (a resume redoes it).
+struct Cancelled : std::exception {
+    const char* what() const noexcept override { return "target abandoned on request"; }
 };
 
 /// Runs every stage for one target. Never throws for bad data: a failure is returned as
 /// status Failed with the stage and a reason naming the file (or HDU/key) at fault.
-TargetResult processTarget(const catalog::Target& target, archive::Archive& archive, const PipelineConfig& config);
+/// `stop` is checked between stages and epochs; when it is requested, Cancelled is thrown.
+TargetResult processTarget(const catalog::Target& target, archive::Archive& archive, const PipelineConfig& config,
+                           std::stop_token stop = {});
 
 /// Selection rule on its own (exposed for tests): marks observations Reference/Science/NotSelected.
 /// Returns an empty string on success, otherwise why no usable pair exists.

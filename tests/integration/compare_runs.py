@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Compare the tables of two astrid run files as multisets of rows, the way a user would check that
+a resumed (or sliced and merged) campaign holds exactly the rows of an uninterrupted one.
+
+Columns that legitimately differ between runs (wall-clock timings, the rank that ran a target) are
+left out; every other column must match exactly (run with fft_effort = estimate, whose FFT plans,
+and so results, do not depend on timing). Rows may come in any order.
+
+usage: compare_runs.py EXPECTED.h5 ACTUAL.h5 [--quiet]
+Exit status 0 when every table matches; 1 with a report of lost and duplicated rows otherwise.
+"""
+import argparse
+import collections
+import sys
+
+import h5py
+import numpy as np
+
+TABLES = ["targets", "observations", "catalog_issues", "difference_runs", "candidates", "forced_photometry"]
+VOLATILE = {"wall_s", "rank", "background_s", "psf_s", "registration_s", "zogy_s"}
+
+
+def rows(path, table):
+    with h5py.File(path, "r") as f:
+        if table not in f:
+            raise SystemExit(f"{path}: no table /{table}")
+        data = f[table][()]
+    keep = [n for n in data.dtype.names if n not in VOLATILE]
+    out = []
+    for r in data:
+        # NaN != NaN: compare the bytes' repr of each value instead.
+        out.append(tuple(r[n].tobytes() if isinstance(r[n], np.ndarray) else np.asarray(r[n]).tobytes()
+                         for n in keep))
+    return collections.Counter(out), keep
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("expected")
+    ap.add_argument("actual")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+    bad = False
+    for t in TABLES:
+        e, names = rows(a.expected, t)
+        g, _ = rows(a.actual, t)
+        lost = e - g
+        extra = g - e
+        n_e, n_g = sum(e.values()), sum(g.values())
+        if lost or extra:
+            bad = True
+            dup = sum(c - 1 for c in g.values() if c > 1)
+            print(f"/{t}: expected {n_e} rows, got {n_g}: {sum(lost.values())} lost, "
+                  f"{sum(extra.values())} unexpected ({dup} duplicated)")
+            for row in list(lost)[:2]:
+                print("   lost:", dict(zip(names[:3], row[:3])))
+        elif not a.quiet:
+            print(f"/{t}: {n_g} rows match")
+    with h5py.File(a.actual, "r") as f:
+        status = f.attrs.get("status")
+    if status != "complete":
+        print(f"{a.actual}: status attribute is {status!r}, not 'complete'")
+        bad = True
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
