@@ -96,4 +96,12 @@ void ensembleFluxes(const PreparedImage& science, const DifferenceRun& run, cons
 void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::vector<double>>& starFlux,
                      const std::vector<std::vector<double>>& starFluxErr);
 
+/// Fake injection and recovery on one epoch (injection.cpp; InjectionConfig). Call after every
+/// product of the clean difference is made: it replaces images.zogy with the difference of the
+/// science image with fakes. Positions avoid the target, masked pixels, the border and each other;
+/// fluxes are set from the PSF-fit flux error of the clean difference at each position.
+std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, const PreparedImage& science,
+                                              DifferenceImages& images, const DifferenceRun& run,
+                                              const DifferenceConfig& diffConfig, const detect::DetectConfig& dc,
+                                              double zeroPoint, const InjectionConfig& cfg);
 }  // namespace astrid::pipeline::detail

@@ -122,7 +122,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
     // Photometry needs D's variance map; the ensemble normalisation the reference's bright stars.
     const bool photometry = config.photometry.enabled;
     DifferenceConfig diffConfig = config.difference;
-    diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry;
+    diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry || config.injection.perEpoch > 0;
     const double zeroPoint = detail::referenceZeroPoint(reference, config.photometry);
     const auto ensembleStars = photometry ? detail::ensembleStars(reference, config.photometry.ensembleStars)
                                           : std::vector<wcs::SkyPoint>{};
@@ -161,6 +161,18 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
                 writeDifferenceFits(prefix, science, images, run);
                 run.diffPath = prefix + "diff.fits";
                 run.scorrPath = prefix + "scorr.fits";
+            }
+            if (config.injection.perEpoch > 0) {  // last: it replaces the clean difference in `images`
+                throwIfStopped(stop);
+                detect::DetectConfig dc = config.detect;
+                dc.thresholdSigma = config.difference.detectionThreshold;
+                try {
+                    auto fakes = detail::injectAndRecover(r.target, science, images, run, diffConfig, dc, zeroPoint,
+                                                          config.injection);
+                    r.injections.insert(r.injections.end(), fakes.begin(), fakes.end());
+                } catch (const Error& e) {  // the clean products stand; this epoch has no fakes
+                    logger->warn("{}: epoch {}: fake injection failed: {}", r.target.name, run.scienceObsId, e.what());
+                }
             }
             logger->debug("{}: epoch {} differenced: S_corr std {:.3f}, astrometric rms {:.3f} px, flux ratio {:.4f}",
                           r.target.name, run.scienceObsId, run.scorrStd, run.astrometricRmsPx, run.fluxRatio);

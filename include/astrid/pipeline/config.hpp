@@ -81,6 +81,24 @@ struct PhotometryConfig {
     int ensembleStars = 60;        ///< brightest clean reference stars for the ensemble normalisation
 };
 
+/// Fake point sources injected into every science epoch to measure completeness and to label
+/// training data (issue #5). They go into a copy of the prepared science image, after its PSF was
+/// measured and after the clean difference made every product, and that copy is differenced
+/// again: fakes never reach /candidates, /forced_photometry or the ensemble normalisation.
+struct InjectionConfig {
+    int perEpoch = 0;               ///< fakes per science epoch; 0: no injection
+    /// Magnitudes relative to the epoch's 5-sigma limit at each position (PSF fit on the clean
+    /// difference): uniform in [dmagMin, dmagMax], i.e. true S/N from 5 x 10^(-0.4 dmagMax) to
+    /// 5 x 10^(-0.4 dmagMin) (defaults: 2 to 50).
+    double dmagMin = -2.5, dmagMax = 1.0;
+    double hostFraction = 0.5;      ///< fraction placed 0.5-2 FWHM from a detected source (hosts, stars)
+    double minTargetDistanceFwhm = 10.0;  ///< no fake this close to the target
+    double minSeparationFwhm = 6.0;       ///< fakes are at least this far apart
+    double marginPx = 32.0;         ///< from the border (a 63 px cutout fits)
+    double matchRadiusFwhm = 1.0;   ///< a positive candidate this close recovers a fake
+    std::uint64_t seed = 1;         ///< with the target id and the epoch: the same fakes on a resume
+};
+
 struct PipelineConfig {
     SelectionConfig select;
     ValidationConfig validate;
@@ -91,6 +109,7 @@ struct PipelineConfig {
     bool detectCandidates = true;
     detect::DetectConfig detect;
     PhotometryConfig photometry;
+    InjectionConfig injection;
 };
 
 }  // namespace astrid::pipeline
