@@ -47,12 +47,14 @@ std::string logHeader() {
 
 template <class T>
 void put(std::string& out, const std::vector<T>& v) {
+    if (v.empty()) return;
     out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
 /// Reads `count` rows of T from `data` at `pos` (bounds already checked by the caller's sizes).
 template <class T>
 void take(std::vector<T>& v, const char* data, std::size_t& pos, std::uint32_t count) {
+    if (count == 0) return;  // v.data() may be null
     const std::size_t old = v.size();
     v.resize(old + count);
     std::memcpy(v.data() + old, data + pos, count * sizeof(T));
