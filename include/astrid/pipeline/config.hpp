@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "astrid/catalog/sources.hpp"
+
 #include "astrid/background/background.hpp"
 #include "astrid/detect/detect.hpp"
 #include "astrid/diff/zogy.hpp"
@@ -79,6 +81,13 @@ struct PhotometryConfig {
     std::array<double, 3> apertureRadiiFwhm{1.0, 2.0, 3.0};  ///< in the science image's FWHM
     double annulusInnerFwhm = 4.0, annulusOuterFwhm = 6.0;  ///< science-image aperture background
     int ensembleStars = 60;        ///< brightest clean reference stars for the ensemble normalisation
+    /// Job source catalog: forced photometry at each of these positions that falls on a science
+    /// image, on every epoch (/forced_photometry rows with source_kind 1), normalised like the target.
+    std::vector<catalog::CatalogSource> sources;
+    /// Reference catalog (stars with magnitudes): the reference image's zero point from forced PSF
+    /// fits at these positions (photometry::zeroPointFromMagnitudes), instead of its header.
+    std::vector<catalog::CatalogSource> referenceStars;
+    double referenceStarMinSnr = 20.0;  ///< catalog stars fainter than this on the reference are not used
 };
 
 /// Fake point sources injected into every science epoch to measure completeness and to label
