@@ -85,11 +85,20 @@ done
 echo "kill points survived: $survived of $points tried (the rest came after the run had finished)"
 if ((survived < points * 5 / 6)); then echo "too few kills landed: $survived"; exit 1; fi
 
-# A graceful stop: SIGUSR1 to mpirun (forwarded to every rank), exit 75, then resume.
+# A graceful stop: SIGUSR1 to mpirun (forwarded to every rank), exit 75, then resume. The signal is
+# sent once the first checkpoint is committed (the ranks' handlers are installed by then, whatever
+# the build's speed).
 # shellcheck disable=SC2086
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "${job[@]}" --output "$work/sig.h5" > "$work/sig.log" 2>&1 &
 mpipid=$!
-sleep 1.2
+for _ in $(seq 1 600); do
+  done_now=0
+  if [ -f "$work/sig.h5.journal/commit.json" ]; then
+    done_now="$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets_done"])' "$work/sig.h5.journal/commit.json" 2> /dev/null || echo 0)"
+  fi
+  [ "$done_now" -ge 2 ] && break
+  sleep 0.1
+done
 kill -USR1 "$mpipid"
 set +e
 wait "$mpipid"
