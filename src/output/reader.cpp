@@ -231,6 +231,14 @@ TrainingBatch RunReader::readTraining(std::uint64_t start, std::uint64_t count) 
     return b;
 }
 
+std::vector<std::int8_t> RunReader::trainingLabels() const {
+    h5::Handle ds = impl_->openTable(kTrainingLabels);
+    const auto dims = datasetDims(ds.get());
+    std::vector<std::int8_t> out(dims.empty() ? 0 : dims[0]);
+    readRows(ds.get(), H5T_NATIVE_INT8, 0, out.size(), out.data(), impl_->path + ": cannot read /" + kTrainingLabels);
+    return out;
+}
+
 std::vector<TrainingMetaRow> RunReader::trainingMeta() const {
     return impl_->read<TrainingMetaRow>(kTrainingMeta, h5types::trainingMetaRow());
 }

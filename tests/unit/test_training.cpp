@@ -232,6 +232,7 @@ TEST(Output, TrainingLayoutWritesAndReadsBack) {
     ASSERT_EQ(part.size(), 2u);
     EXPECT_EQ(part.triplets[0], 3000.0f);
     EXPECT_EQ(r.trainingMeta().size(), 5u);
+    EXPECT_EQ(r.trainingLabels(), all.labels);
     std::ostringstream csv;
     r.writeCsv(output::kTrainingMeta, csv);
     EXPECT_NE(csv.str().find("injected_fake"), std::string::npos);

@@ -45,6 +45,7 @@ public:
     /// the file has no /training.
     TrainingBatch readTraining(std::uint64_t start, std::uint64_t count) const;
     std::vector<TrainingMetaRow> trainingMeta() const;
+    std::vector<std::int8_t> trainingLabels() const;
 
     /// Writes any compound table as CSV (header of member names; enums by name; strings quoted
     /// when needed). Throws H5Error when the table does not exist.
