@@ -92,6 +92,20 @@ int cmdInspect(int argc, char** argv) {
     }
     std::cout << "  tables:\n";
     for (const auto& t : reader.tables()) std::cout << "    /" << t << ": " << reader.rowCount(t) << " rows\n";
+    if (const auto training = reader.trainingInfo()) {
+        const auto& l = training->layout;
+        std::size_t byLabel[3] = {0, 0, 0};
+        const auto meta = reader.trainingMeta();
+        std::size_t bySplit[3] = {0, 0, 0};
+        for (const auto& m : meta)
+            if (m.split >= 0 && m.split < 3) ++bySplit[m.split];
+        for (const std::int8_t v : reader.trainingLabels())
+            if (v >= 0 && v < 3) ++byLabel[v];
+        std::cout << "    /training: " << training->count << " triplets " << l.planesAttribute() << " " << l.width << "x"
+                  << l.height << " (" << l.orientation << "); real " << byLabel[1] << ", bogus " << byLabel[0]
+                  << ", blank sky " << byLabel[2] << "; train " << bySplit[0] << ", validation " << bySplit[1]
+                  << ", test " << bySplit[2] << "\n";
+    }
     if (vm.count("failures")) {
         std::cout << "failed targets:\n";
         for (const auto& t : targets)
