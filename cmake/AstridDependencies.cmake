@@ -5,6 +5,10 @@ pkg_check_modules(CFITSIO REQUIRED IMPORTED_TARGET cfitsio)
 pkg_check_modules(WCSLIB REQUIRED IMPORTED_TARGET wcslib)
 pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)  # completeness figures (report module)
 pkg_check_modules(FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
+# ZTF alert packets (Avro object container files) for `astrid import-ztf`; zlib inflates their
+# gzipped FITS stamps in memory.
+pkg_check_modules(AVRO REQUIRED IMPORTED_TARGET avro-c)
+find_package(ZLIB REQUIRED)
 
 # fftw3-mpi ships neither a .pc file nor a CMake config on Debian. ZOGY runs in single precision,
 # so the runner shares the single-precision planner's wisdom (fftwf_mpi_*).

@@ -2,7 +2,9 @@
 #include "astrid/fits/fits_file.hpp"
 
 #include <fitsio.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -86,7 +88,58 @@ FitsFile FitsFile::create(const std::string& path) {
     return FitsFile(f, path);
 }
 
-FitsFile::FitsFile(FitsFile&& o) noexcept : handle_(o.handle_), path_(std::move(o.path_)) { o.handle_ = nullptr; }
+namespace {
+// The bytes of a memory file and the two words cfitsio keeps pointers to (they must not move).
+struct MemoryFile {
+    std::vector<unsigned char> bytes;
+    void* ptr = nullptr;
+    std::size_t size = 0;
+};
+
+std::vector<unsigned char> gunzip(const std::vector<unsigned char>& in, const std::string& name) {
+    z_stream zs{};
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw FitsError("cannot initialise zlib", name);
+    std::vector<unsigned char> out(std::max<std::size_t>(in.size() * 4, 2880));
+    zs.next_in = const_cast<Bytef*>(in.data());
+    zs.avail_in = static_cast<uInt>(in.size());
+    int rc = Z_OK;
+    while (rc != Z_STREAM_END) {
+        if (zs.total_out == out.size()) out.resize(out.size() * 2);
+        zs.next_out = out.data() + zs.total_out;
+        zs.avail_out = static_cast<uInt>(out.size() - zs.total_out);
+        rc = inflate(&zs, Z_NO_FLUSH);
+        if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) break;
+        if (rc == Z_BUF_ERROR && zs.avail_in == 0) break;  // truncated input
+    }
+    const std::string msg = zs.msg ? zs.msg : "";
+    const std::size_t total = zs.total_out;
+    inflateEnd(&zs);
+    if (rc != Z_STREAM_END)
+        throw FitsError("corrupt or truncated gzip data" + (msg.empty() ? std::string() : " (" + msg + ")"), name);
+    out.resize(total);
+    return out;
+}
+}  // namespace
+
+FitsFile FitsFile::openMemory(std::vector<unsigned char> bytes, const std::string& name) {
+    if (bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) bytes = gunzip(bytes, name);
+    if (bytes.size() < 2880 || std::memcmp(bytes.data(), "SIMPLE  =", 9) != 0)
+        throw FitsError("not a FITS file (" + std::to_string(bytes.size()) + " bytes, no SIMPLE card)", name);
+    auto mem = std::make_shared<MemoryFile>();
+    mem->bytes = std::move(bytes);
+    mem->ptr = mem->bytes.data();
+    mem->size = mem->bytes.size();
+    fitsfile* f = nullptr;
+    int status = 0;
+    fits_open_memfile(&f, name.c_str(), READONLY, &mem->ptr, &mem->size, 0, nullptr, &status);
+    if (status) throw FitsError("cannot open FITS data in memory: " + statusText(status), name);
+    return FitsFile(f, name, std::move(mem));
+}
+
+FitsFile::FitsFile(FitsFile&& o) noexcept
+    : handle_(o.handle_), path_(std::move(o.path_)), memory_(std::move(o.memory_)) {
+    o.handle_ = nullptr;
+}
 
 FitsFile& FitsFile::operator=(FitsFile&& o) noexcept {
     if (this != &o) {
@@ -96,6 +149,7 @@ FitsFile& FitsFile::operator=(FitsFile&& o) noexcept {
         }
         handle_ = o.handle_;
         path_ = std::move(o.path_);
+        memory_ = std::move(o.memory_);
         o.handle_ = nullptr;
     }
     return *this;

@@ -122,6 +122,120 @@ std::vector<ForcedPhotometryRow> RunReader::forcedPhotometry() const {
 }
 
 namespace {
+std::vector<hsize_t> datasetDims(hid_t ds) {
+    h5::Handle space(h5::check(H5Dget_space(ds), "H5Dget_space"));
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+    if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    return dims;
+}
+
+std::optional<std::string> stringAttr(hid_t obj, const char* name) {
+    if (H5Aexists(obj, name) <= 0) return std::nullopt;
+    h5::Handle attr(h5::check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen"));
+    h5::Handle type(h5::check(H5Aget_type(attr.get()), "H5Aget_type"));
+    if (H5Tget_class(type.get()) != H5T_STRING) return std::nullopt;
+    if (H5Tis_variable_str(type.get()) > 0) {
+        char* str = nullptr;
+        h5::check(H5Aread(attr.get(), type.get(), &str), "H5Aread");
+        std::string out = str ? str : "";
+        H5free_memory(str);
+        return out;
+    }
+    std::string buf(H5Tget_size(type.get()), '\0');
+    h5::check(H5Aread(attr.get(), type.get(), buf.data()), "H5Aread");
+    buf.resize(std::strlen(buf.c_str()));
+    return buf;
+}
+
+std::optional<double> numberAttr(hid_t obj, const char* name) {
+    if (H5Aexists(obj, name) <= 0) return std::nullopt;
+    h5::Handle attr(h5::check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen"));
+    double v = 0;
+    h5::check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &v), "H5Aread");
+    return v;
+}
+
+// Reads rows [start, start + count) of an N-D dataset whose trailing dimensions are `rowDims`.
+void readRows(hid_t ds, hid_t memType, std::uint64_t start, std::uint64_t count, void* out, const std::string& what) {
+    if (count == 0) return;
+    std::vector<hsize_t> dims = datasetDims(ds);
+    std::vector<hsize_t> offset(dims.size(), 0), cnt = dims;
+    offset[0] = start;
+    cnt[0] = count;
+    h5::Handle fileSpace(h5::check(H5Dget_space(ds), "H5Dget_space"));
+    h5::check(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, offset.data(), nullptr, cnt.data(), nullptr),
+              "H5Sselect_hyperslab");
+    h5::Handle memSpace(h5::check(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), "H5Screate_simple"));
+    h5::check(H5Dread(ds, memType, memSpace.get(), fileSpace.get(), H5P_DEFAULT, out), what);
+}
+}  // namespace
+
+std::optional<RunReader::TrainingInfo> RunReader::trainingInfo() const {
+    const hid_t f = impl_->file.get();
+    if (H5Lexists(f, kTrainingGroup, H5P_DEFAULT) <= 0) return std::nullopt;
+    const std::string& path = impl_->path;
+    TrainingInfo info;
+    h5::Handle trip = impl_->openTable(kTrainingTriplets);
+    const auto dims = datasetDims(trip.get());
+    if (dims.size() != 4) throw H5Error(path + ": /" + kTrainingTriplets + " is not 4-D [N, planes, height, width]");
+    training::TripletLayout& l = info.layout;
+    const std::string planes = stringAttr(trip.get(), "planes").value_or("");
+    l.planes.clear();
+    for (std::size_t b = 0; b <= planes.size();) {
+        const std::size_t e = std::min(planes.find(',', b), planes.size());
+        if (e > b) l.planes.push_back(planes.substr(b, e - b));
+        b = e + 1;
+    }
+    if (l.planes.size() != dims[1])
+        throw H5Error(path + ": /" + kTrainingTriplets + " attribute planes='" + planes + "' names " +
+                      std::to_string(l.planes.size()) + " planes but the dataset has " + std::to_string(dims[1]));
+    l.height = static_cast<int>(dims[2]);
+    l.width = static_cast<int>(dims[3]);
+    l.orientation = stringAttr(trip.get(), "orientation").value_or("");
+    l.pixelUnits = stringAttr(trip.get(), "pixel_units").value_or("");
+    h5::Handle group(h5::check(H5Gopen2(f, kTrainingGroup, H5P_DEFAULT), path + ": cannot open /training"));
+    l.split.train = numberAttr(group.get(), "split_train").value_or(l.split.train);
+    l.split.validation = numberAttr(group.get(), "split_validation").value_or(l.split.validation);
+    info.count = dims[0];
+    for (const char* name : {kTrainingMask, kTrainingLabels, kTrainingMeta}) {
+        h5::Handle ds = impl_->openTable(name);
+        const auto d = datasetDims(ds.get());
+        if (d.empty() || d[0] != info.count)
+            throw H5Error(path + ": /" + name + " has " + (d.empty() ? std::string("no") : std::to_string(d[0])) +
+                          " entries but /" + kTrainingTriplets + " has " + std::to_string(info.count));
+    }
+    return info;
+}
+
+TrainingBatch RunReader::readTraining(std::uint64_t start, std::uint64_t count) const {
+    const auto info = trainingInfo();
+    if (!info) throw H5Error(impl_->path + ": no /training group");
+    TrainingBatch b(info->layout);
+    if (start >= info->count) return b;
+    count = std::min(count, info->count - start);
+    const std::size_t n = static_cast<std::size_t>(count);
+    b.triplets.resize(n * b.tripletPixels);
+    b.mask.resize(n * b.planePixels);
+    b.labels.resize(n);
+    b.meta.resize(n);
+    const std::string& p = impl_->path;
+    readRows(impl_->openTable(kTrainingTriplets).get(), H5T_NATIVE_FLOAT, start, count, b.triplets.data(),
+             p + ": cannot read /" + kTrainingTriplets);
+    readRows(impl_->openTable(kTrainingMask).get(), H5T_NATIVE_UINT8, start, count, b.mask.data(),
+             p + ": cannot read /" + kTrainingMask);
+    readRows(impl_->openTable(kTrainingLabels).get(), H5T_NATIVE_INT8, start, count, b.labels.data(),
+             p + ": cannot read /" + kTrainingLabels);
+    readRows(impl_->openTable(kTrainingMeta).get(), h5types::trainingMetaRow().get(), start, count, b.meta.data(),
+             p + ": cannot read /" + kTrainingMeta);
+    return b;
+}
+
+std::vector<TrainingMetaRow> RunReader::trainingMeta() const {
+    return impl_->read<TrainingMetaRow>(kTrainingMeta, h5types::trainingMetaRow());
+}
+
+namespace {
 std::string csvQuote(const std::string& s) {
     if (s.find_first_of(",\"\n") == std::string::npos) return s;
     std::string out = "\"";

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "astrid/core/error.hpp"
+
 #include "astrid/core/version.hpp"
 #include "h5.hpp"
 #include "types.hpp"
@@ -44,6 +46,8 @@ struct RunFile::Impl {
         h5::Handle type;
     };
     Table targets, observations, catalogIssues, differenceRuns, candidates, forcedPhotometry, injections;
+    std::optional<training::TripletLayout> trainingLayout;
+    Table triplets, tripletMask, tripletLabels, tripletMeta;
 
     Table createTable(const char* name, h5::Handle type, const char* description) {
         const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {kChunkRows};
@@ -61,31 +65,98 @@ struct RunFile::Impl {
 
     void append(Table& t, const void* rows, std::uint64_t count, std::uint64_t offset, std::uint64_t total,
                 const char* name) {
+        appendRows(t, {}, rows, count, offset, total, name);
+    }
+
+    // Appends `count` rows of shape `rowDims` (empty for a 1-D table) at [current + offset, + count)
+    // after growing dimension 0 by `total`.
+    void appendRows(Table& t, const std::vector<hsize_t>& rowDims, const void* rows, std::uint64_t count,
+                    std::uint64_t offset, std::uint64_t total, const char* name) {
         if (total == 0) return;  // every rank sees the same total: nobody calls set_extent
-        hsize_t current = 0;
+        const int rank = 1 + static_cast<int>(rowDims.size());
+        std::vector<hsize_t> dims(rank, 0);
         {
             h5::Handle space(h5::check(H5Dget_space(t.dataset.get()), "H5Dget_space"));
-            H5Sget_simple_extent_dims(space.get(), &current, nullptr);
+            H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
         }
-        const hsize_t newSize[1] = {current + total};
-        h5::check(H5Dset_extent(t.dataset.get(), newSize), (path + ": cannot extend /" + name).c_str());
+        const hsize_t current = dims[0];
+        dims[0] = current + total;
+        h5::check(H5Dset_extent(t.dataset.get(), dims.data()), (path + ": cannot extend /" + name).c_str());
         h5::Handle fileSpace(h5::check(H5Dget_space(t.dataset.get()), "H5Dget_space"));
-        const hsize_t memDims[1] = {count > 0 ? count : 1};
-        h5::Handle memSpace(h5::check(H5Screate_simple(1, memDims, nullptr), "H5Screate_simple"));
+        std::vector<hsize_t> memDims(rank), start(rank, 0);
+        memDims[0] = count > 0 ? count : 1;
+        for (std::size_t i = 0; i < rowDims.size(); ++i) memDims[i + 1] = rowDims[i];
+        h5::Handle memSpace(h5::check(H5Screate_simple(rank, memDims.data(), nullptr), "H5Screate_simple"));
         if (count > 0) {
-            const hsize_t start[1] = {current + offset}, cnt[1] = {count};
-            h5::check(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, start, nullptr, cnt, nullptr),
+            start[0] = current + offset;
+            h5::check(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, start.data(), nullptr, memDims.data(), nullptr),
                       "H5Sselect_hyperslab");
         } else {
             // A rank with nothing to write still joins the collective write with empty selections.
             H5Sselect_none(fileSpace.get());
             H5Sselect_none(memSpace.get());
         }
-        static const char dummy[1] = {0};
+        static const char dummy[8] = {0};
         h5::check(H5Dwrite(t.dataset.get(), t.type.get(), memSpace.get(), fileSpace.get(), dxpl.get(),
                            count > 0 ? rows : dummy),
                   (path + ": cannot write /" + name).c_str());
         if (hooks.afterWrite) hooks.afterWrite(dxpl.get());
+    }
+
+    // An extendible dataset [0, rowDims...] chunked one row per chunk (rowsPerChunk for 1-D).
+    Table createArray(hid_t parent, const char* name, hid_t type, const std::vector<hsize_t>& rowDims,
+                      hsize_t rowsPerChunk, int gzipLevel, const char* description) {
+        const int rank = 1 + static_cast<int>(rowDims.size());
+        std::vector<hsize_t> dims(rank, 0), maxdims(rank), chunk(rank);
+        maxdims[0] = H5S_UNLIMITED;
+        chunk[0] = rowsPerChunk;
+        for (std::size_t i = 0; i < rowDims.size(); ++i) dims[i + 1] = maxdims[i + 1] = chunk[i + 1] = rowDims[i];
+        h5::Handle space(h5::check(H5Screate_simple(rank, dims.data(), maxdims.data()), "H5Screate_simple"));
+        h5::Handle dcpl(h5::check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"));
+        h5::check(H5Pset_chunk(dcpl.get(), rank, chunk.data()), "H5Pset_chunk");
+        if (gzipLevel > 0) {
+            h5::check(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle");
+            h5::check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(gzipLevel)), "H5Pset_deflate");
+        }
+        Table t;
+        t.dataset = h5::Handle(h5::check(H5Dcreate2(parent, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                                         path + ": cannot create dataset /" + kTrainingGroup + "/" + name));
+        t.type = h5::Handle(h5::check(H5Tcopy(type), "H5Tcopy"));
+        writeStringAttr(t.dataset.get(), "description", description);
+        return t;
+    }
+
+    void createTraining(const training::TripletLayout& layout) {
+        layout.validate();
+        h5::Handle group(h5::check(H5Gcreate2(file.get(), kTrainingGroup, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                   path + ": cannot create group /" + kTrainingGroup));
+        const hsize_t P = layout.planeCount(), H = static_cast<hsize_t>(layout.height), W = static_cast<hsize_t>(layout.width);
+        writeStringAttr(group.get(), "description",
+                        "labelled cutout triplets for real/bogus training: triplets, mask, labels and meta share index N");
+        writeStringAttr(group.get(), "split_hash",
+                        "splitmix64_finalizer(fnv1a_64(utf8(target_name))) >> 11, times 2^-53 -> u in [0,1); "
+                        "train if u < split_train, validation if u < split_train + split_validation, else test");
+        writeScalarAttr(group.get(), "split_train", H5T_NATIVE_DOUBLE, layout.split.train);
+        writeScalarAttr(group.get(), "split_validation", H5T_NATIVE_DOUBLE, layout.split.validation);
+
+        triplets = createArray(group.get(), "triplets", H5T_NATIVE_FLOAT, {P, H, W}, 1, layout.gzipLevel,
+                               "float32 [N, planes, height, width] cutouts centred on the candidate; row-major, x fastest");
+        writeStringAttr(triplets.dataset.get(), "planes", layout.planesAttribute());
+        writeStringAttr(triplets.dataset.get(), "orientation", layout.orientation);
+        writeStringAttr(triplets.dataset.get(), "pixel_units", layout.pixelUnits);
+        writeScalarAttr(triplets.dataset.get(), "height", H5T_NATIVE_INT, layout.height);
+        writeScalarAttr(triplets.dataset.get(), "width", H5T_NATIVE_INT, layout.width);
+        tripletMask = createArray(group.get(), "mask", H5T_NATIVE_UINT8, {H, W}, 1, layout.gzipLevel,
+                                  "uint8 [N, height, width] bits: 1 outside the image (padding, 0 in every plane), "
+                                  "2 non-finite/bad/no-data/cosmic ray in some plane (non-finite values stored as 0), "
+                                  "4 saturated in some plane");
+        tripletLabels = createArray(group.get(), "labels", H5T_NATIVE_INT8, {}, 4096, 0,
+                                    "int8 [N]: 1 real, 0 bogus, 2 blank-sky negative");
+        h5::Handle metaType = h5types::trainingMetaRow();
+        tripletMeta = createArray(group.get(), "meta", metaType.get(), {}, kChunkRows, 0,
+                                  "one row per triplet: target, epoch, position, label source, score, injected truth, "
+                                  "candidate features, split");
+        trainingLayout = layout;
     }
 };
 
@@ -133,6 +204,7 @@ RunFile RunFile::create(const std::string& path, const RunMetadata& meta, const 
                                                "forced photometry per (position, science epoch): the light curves");
     impl->injections = impl->createTable(kInjectionsTable, h5types::injectionRow(),
                                          "fakes injected into science epochs: truth and recovery (completeness)");
+    if (meta.training) impl->createTraining(*meta.training);
     return RunFile(std::move(impl));
 }
 
@@ -163,6 +235,26 @@ void RunFile::appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::
     impl_->append(impl_->differenceRuns, rows.data(), rows.size(), offset, total, kDifferenceRunsTable);
 }
 
+void RunFile::appendTraining(const TrainingBatch& batch, std::uint64_t offset, std::uint64_t total) {
+    if (!impl_->trainingLayout)
+        throw H5Error(impl_->path + ": cannot append triplets: the file was created without a training layout");
+    const training::TripletLayout& l = *impl_->trainingLayout;
+    const std::size_t n = batch.size();
+    if (batch.meta.size() != n || (n > 0 && (batch.tripletPixels != l.tripletPixels() || batch.planePixels != l.planePixels())) ||
+        batch.triplets.size() != n * l.tripletPixels() || batch.mask.size() != n * l.planePixels())
+        throw DataError(impl_->path + ": a training batch of " + std::to_string(n) + " triplets does not fit the layout " +
+                        l.planesAttribute() + " " + std::to_string(l.width) + "x" + std::to_string(l.height) + " (" +
+                        std::to_string(batch.triplets.size()) + " pixels, " + std::to_string(batch.mask.size()) +
+                        " mask pixels, " + std::to_string(batch.meta.size()) + " meta rows)");
+    const hsize_t P = l.planeCount(), H = static_cast<hsize_t>(l.height), W = static_cast<hsize_t>(l.width);
+    impl_->appendRows(impl_->triplets, {P, H, W}, batch.triplets.data(), n, offset, total, kTrainingTriplets);
+    impl_->appendRows(impl_->tripletMask, {H, W}, batch.mask.data(), n, offset, total, kTrainingMask);
+    impl_->appendRows(impl_->tripletLabels, {}, batch.labels.data(), n, offset, total, kTrainingLabels);
+    impl_->appendRows(impl_->tripletMeta, {}, batch.meta.data(), n, offset, total, kTrainingMeta);
+}
+
+const std::optional<training::TripletLayout>& RunFile::trainingLayout() const noexcept { return impl_->trainingLayout; }
+
 void RunFile::flush() {
     h5::check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), (impl_->path + ": flush failed").c_str());
 }
@@ -182,6 +274,10 @@ void RunFile::finish(const RunEnd& end) {
     impl_->candidates = {};
     impl_->forcedPhotometry = {};
     impl_->injections = {};
+    impl_->triplets = {};
+    impl_->tripletMask = {};
+    impl_->tripletLabels = {};
+    impl_->tripletMeta = {};
     impl_->dxpl.reset();
     impl_->file.close(impl_->path + ": closing the output file");
 }

@@ -3,7 +3,68 @@
 #include <cmath>
 #include <limits>
 
+#include "astrid/core/error.hpp"
+
 namespace astrid::output {
+
+TrainingMetaRow toTrainingMetaRow(const training::TripletMeta& m) {
+    TrainingMetaRow row{};
+    row.targetId = m.targetId;
+    setText(row.targetName, m.targetName);
+    row.scienceObsId = m.obsId;
+    row.candidateIndex = m.candidateIndex;
+    row.mjd = m.mjd;
+    setText(row.filter, m.filter);
+    row.ra = m.ra;
+    row.dec = m.dec;
+    row.x = m.x;
+    row.y = m.y;
+    row.labelSource = static_cast<std::int8_t>(m.labelSource);
+    row.score = m.score;
+    row.injectedMag = m.injectedMag;
+    row.injectedSnr = m.injectedSnr;
+    const training::CandidateFeatures& f = m.features;
+    row.flux = f.flux;
+    row.fluxErr = f.fluxErr;
+    row.significance = f.significance;
+    row.snr = f.snr;
+    row.fwhm = f.fwhm;
+    row.ellipticity = f.ellipticity;
+    row.positionAngle = f.positionAngle;
+    row.mag = f.mag;
+    row.magErr = f.magErr;
+    row.isDiffPos = f.isDiffPos;
+    row.isSaturated = f.isSaturated;
+    row.isBlended = f.isBlended;
+    row.isEdge = f.isEdge;
+    row.isDipole = f.isDipole;
+    row.nBad = f.nBad;
+    row.footprintPx = f.footprintPx;
+    row.sharpness = f.sharpness;
+    row.dipoleRatio = f.dipoleRatio;
+    row.nearestRefDistPx = f.nearestRefDistPx;
+    row.nearestRefMag = f.nearestRefMag;
+    row.split = static_cast<std::int8_t>(m.split);
+    return row;
+}
+
+void TrainingBatch::add(const training::Triplet& t) {
+    if (t.pixels.size() != tripletPixels || t.mask.size() != planePixels)
+        throw DataError("triplet of target '" + t.meta.targetName + "' has " + std::to_string(t.pixels.size()) +
+                        " pixels and " + std::to_string(t.mask.size()) + " mask pixels; this file's layout needs " +
+                        std::to_string(tripletPixels) + " and " + std::to_string(planePixels));
+    triplets.insert(triplets.end(), t.pixels.begin(), t.pixels.end());
+    mask.insert(mask.end(), t.mask.begin(), t.mask.end());
+    labels.push_back(static_cast<std::int8_t>(t.label));
+    meta.push_back(toTrainingMetaRow(t.meta));
+}
+
+void TrainingBatch::clear() noexcept {
+    triplets.clear();
+    mask.clear();
+    labels.clear();
+    meta.clear();
+}
 
 TargetRow toTargetRow(const pipeline::TargetResult& r) {
     TargetRow row{};

@@ -25,6 +25,11 @@ h5::Handle obsStatus() { return enum8({{"used", 0}, {"not_selected", 1}, {"inval
 h5::Handle issueKind() { return enum8({{"rejected", 0}, {"excluded", 1}}); }
 h5::Handle photometryStatus() { return enum8({{"pending", 0}, {"done", 1}, {"failed", 2}}); }
 h5::Handle sourceKind() { return enum8({{"target", 0}, {"source", 1}}); }
+h5::Handle labelSource() {
+    return enum8({{"injected_fake", 0}, {"catalog_transient", 1}, {"unmatched_candidate", 2}, {"blank_sky", 3},
+                  {"ztf_drb", 4}, {"ztf_rb", 5}});
+}
+h5::Handle split() { return enum8({{"train", 0}, {"validation", 1}, {"test", 2}}); }
 h5::Handle doubles3() {
     const hsize_t n[1] = {3};
     return h5::Handle(h5::check(H5Tarray_create2(H5T_NATIVE_DOUBLE, 1, n), "H5Tarray_create2"));
@@ -231,6 +236,48 @@ h5::Handle forcedPhotometryRow() {
     MEMBER(T, "ap_flux_sci", apFluxSci, d3.get());
     MEMBER(T, "ap_flux_sci_err", apFluxSciErr, d3.get());
     MEMBER(T, "flags", flags, H5T_NATIVE_UINT32);
+    return t;
+}
+
+h5::Handle trainingMetaRow() {
+    using T = TrainingMetaRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    T r{};
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "target_name", targetName, str(r.targetName).get());
+    MEMBER(T, "science_obs_id", scienceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "candidate_index", candidateIndex, H5T_NATIVE_INT32);
+    MEMBER(T, "mjd", mjd, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "filter", filter, str(r.filter).get());
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "x", x, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "y", y, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "label_source", labelSource, labelSource().get());
+    MEMBER(T, "score", score, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "injected_mag", injectedMag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "injected_snr", injectedSnr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux", flux, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_error", fluxErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "significance", significance, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "snr", snr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "fwhm", fwhm, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "ellipticity", ellipticity, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "position_angle", positionAngle, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag", mag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag_error", magErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "isdiffpos", isDiffPos, H5T_NATIVE_INT8);
+    MEMBER(T, "is_saturated", isSaturated, H5T_NATIVE_INT8);
+    MEMBER(T, "is_blended", isBlended, H5T_NATIVE_INT8);
+    MEMBER(T, "is_edge", isEdge, H5T_NATIVE_INT8);
+    MEMBER(T, "is_dipole", isDipole, H5T_NATIVE_INT8);
+    MEMBER(T, "nbad", nBad, H5T_NATIVE_INT32);
+    MEMBER(T, "footprint_px", footprintPx, H5T_NATIVE_INT32);
+    MEMBER(T, "sharpness", sharpness, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dipole_ratio", dipoleRatio, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "nearest_ref_dist_px", nearestRefDistPx, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "nearest_ref_mag", nearestRefMag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "split", split, split().get());
     return t;
 }
 

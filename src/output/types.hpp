@@ -10,4 +10,5 @@ h5::Handle differenceRunRow();
 h5::Handle candidateRow();
 h5::Handle forcedPhotometryRow();
 h5::Handle injectionRow();
+h5::Handle trainingMetaRow();
 }  // namespace astrid::output::h5types

@@ -38,6 +38,10 @@ public:
     static FitsFile open(const std::string& path, OpenMode mode = OpenMode::ReadOnly);
     /// Creates a new file, replacing an existing one. Throws FitsError.
     static FitsFile create(const std::string& path);
+    /// Opens a FITS file held in memory, read-only (e.g. a stamp inside an alert packet); gzip
+    /// (magic 1f 8b) is inflated first. `name` stands in for the path in errors. Throws FitsError
+    /// naming `name` when the bytes are not a (gzipped) FITS file.
+    static FitsFile openMemory(std::vector<unsigned char> bytes, const std::string& name);
 
     FitsFile(FitsFile&&) noexcept;
     FitsFile& operator=(FitsFile&&) noexcept;
@@ -74,6 +78,8 @@ public:
 
 private:
     FitsFile(void* handle, std::string path) : handle_(handle), path_(std::move(path)) {}
+    FitsFile(void* handle, std::string path, std::shared_ptr<void> memory)
+        : handle_(handle), path_(std::move(path)), memory_(std::move(memory)) {}
     template <class T>
     Image<T> readImageAs(int datatype) const;
     void writeHeaderCards(const Header& extra);
@@ -81,6 +87,7 @@ private:
 
     void* handle_ = nullptr;  // fitsfile*
     std::string path_;
+    std::shared_ptr<void> memory_;  // the bytes of a memory file; freed after the handle is closed
 };
 
 /// One image with its header and where it came from.

@@ -33,6 +33,19 @@ public:
     std::vector<ForcedPhotometryRow> forcedPhotometry() const;
     std::vector<InjectionRow> injections() const;
 
+    /// The /training group's size and layout (attributes of /training/triplets); nullopt when the
+    /// file has none. Throws H5Error naming the dataset or attribute when /training is malformed
+    /// (datasets of different lengths, a triplet shape that disagrees with its attributes).
+    struct TrainingInfo {
+        std::uint64_t count = 0;
+        training::TripletLayout layout;
+    };
+    std::optional<TrainingInfo> trainingInfo() const;
+    /// Triplets [start, start + count) of /training (count clipped at the end). Throws H5Error when
+    /// the file has no /training.
+    TrainingBatch readTraining(std::uint64_t start, std::uint64_t count) const;
+    std::vector<TrainingMetaRow> trainingMeta() const;
+
     /// Writes any compound table as CSV (header of member names; enums by name; strings quoted
     /// when needed). Throws H5Error when the table does not exist.
     void writeCsv(const std::string& table, std::ostream& out) const;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -25,6 +26,8 @@ struct RunMetadata {
     std::string commandLine;
     std::string startUtc;
     int nRanks = 1;
+    /// When set, the file gets the /training group (triplets, mask, labels, meta) in this layout.
+    std::optional<training::TripletLayout> training;
 };
 
 /// Root attributes written when the run ends.
@@ -54,6 +57,13 @@ public:
     void appendCandidates(std::span<const CandidateRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendInjections(std::span<const InjectionRow> rows, std::uint64_t offset, std::uint64_t total);
+    /// Appends `batch` to the four /training datasets at [current N + offset, + batch.size()); each
+    /// grows by `total` triplets. Same collective contract as the tables (a rank with nothing passes
+    /// an empty batch). Throws H5Error when the file has no /training (RunMetadata::training unset)
+    /// and DataError when the batch's triplet or plane size is not the file's layout.
+    void appendTraining(const TrainingBatch& batch, std::uint64_t offset, std::uint64_t total);
+    /// Whether the file has /training, and its layout.
+    const std::optional<training::TripletLayout>& trainingLayout() const noexcept;
 
     /// Makes everything written so far durable on disk (H5Fflush).
     void flush();

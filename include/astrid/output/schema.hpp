@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "astrid/pipeline/pipeline.hpp"
+#include "astrid/training/triplet.hpp"
 
 namespace astrid::output {
 
-inline constexpr int kSchemaVersion = 3;  ///< 2: /candidates and /forced_photometry; 3: /injections
+inline constexpr int kSchemaVersion = 4;  ///< 2: /candidates and /forced_photometry; 3: /injections; 4: /training
 
 inline constexpr const char* kTargetsTable = "targets";
 inline constexpr const char* kObservationsTable = "observations";
@@ -22,6 +23,13 @@ inline constexpr const char* kDifferenceRunsTable = "difference_runs";
 inline constexpr const char* kCandidatesTable = "candidates";
 inline constexpr const char* kForcedPhotometryTable = "forced_photometry";
 inline constexpr const char* kInjectionsTable = "injections";
+/// The training set (issue #5): a group of four datasets with one entry per triplet, written
+/// together so they always have the same length (docs/output-format.md).
+inline constexpr const char* kTrainingGroup = "training";
+inline constexpr const char* kTrainingTriplets = "training/triplets";  ///< float32 [N, P, H, W]
+inline constexpr const char* kTrainingMask = "training/mask";          ///< uint8 [N, H, W]
+inline constexpr const char* kTrainingLabels = "training/labels";      ///< int8 [N]
+inline constexpr const char* kTrainingMeta = "training/meta";          ///< TrainingMetaRow [N]
 
 /// Copies `s` into a fixed char array, NUL-padded; too-long text ends with "..." so the truncation shows.
 template <std::size_t N>
@@ -164,6 +172,49 @@ struct InjectionRow {
     double hostOffsetPx;
     std::int8_t recovered;
     double candX, candY, candSignificance, candFlux, candFluxErr, candFwhm, candSharpness;
+};
+
+/// /training/meta: one row per triplet (training::TripletMeta); the candidate columns are named as
+/// in /candidates.
+struct TrainingMetaRow {
+    std::int64_t targetId;
+    std::array<char, 32> targetName;
+    std::int64_t scienceObsId;
+    std::int32_t candidateIndex;
+    double mjd;
+    std::array<char, 16> filter;
+    double ra, dec, x, y;
+    std::int8_t labelSource;  ///< training::LabelSource
+    double score;
+    double injectedMag, injectedSnr;
+    double flux, fluxErr, significance, snr;
+    double fwhm, ellipticity, positionAngle;
+    double mag, magErr;
+    std::int8_t isDiffPos, isSaturated, isBlended, isEdge, isDipole;
+    std::int32_t nBad, footprintPx;
+    double sharpness, dipoleRatio, nearestRefDistPx, nearestRefMag;
+    std::int8_t split;        ///< training::Split
+};
+
+TrainingMetaRow toTrainingMetaRow(const training::TripletMeta& m);
+
+/// Triplets packed the way /training stores them: what RunFile::appendTraining writes and
+/// RunReader::readTraining returns. Pixels [n][planes][height][width], mask [n][height][width].
+struct TrainingBatch {
+    std::size_t tripletPixels = 0;  ///< planes * height * width
+    std::size_t planePixels = 0;    ///< height * width
+    std::vector<float> triplets;
+    std::vector<std::uint8_t> mask;
+    std::vector<std::int8_t> labels;
+    std::vector<TrainingMetaRow> meta;
+
+    TrainingBatch() = default;
+    explicit TrainingBatch(const training::TripletLayout& layout)
+        : tripletPixels(layout.tripletPixels()), planePixels(layout.planePixels()) {}
+    std::size_t size() const noexcept { return labels.size(); }
+    /// Appends one triplet; throws DataError when its pixel or mask count is not the layout's.
+    void add(const training::Triplet& t);
+    void clear() noexcept;
 };
 
 TargetRow toTargetRow(const pipeline::TargetResult& r);
