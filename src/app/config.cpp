@@ -58,6 +58,10 @@ po::options_description jobOptions() {
         ("zero_point", po::value<double>()->default_value(std::numeric_limits<double>::quiet_NaN(), "nan"), "reference zero point (mag of 1 ADU); nan: the reference header's MAGZP, MAGZERO, MAGZPT, ZEROPT, PHOTZP or ZP")
         ("source_catalog", po::value<std::string>()->default_value(""), "CSV of ra, dec[, id, mag]: forced photometry at each position on every science epoch (/forced_photometry source_kind 1)")
         ("reference_catalog", po::value<std::string>()->default_value(""), "CSV of ra, dec, mag[, id]: stars that set the reference's zero point (instead of its header)")
+        ("training_cutouts", po::value<bool>()->default_value(p.training.enabled), "cut labelled triplets (science, reference, difference[, S_corr]) at every candidate, the target's position and every recovered fake into /training")
+        ("cutout_size", po::value<int>()->default_value(p.training.layout.width), "triplet size, px (odd; 63 like ZTF alerts)")
+        ("cutout_scorr", po::value<bool>()->default_value(false), "add S_corr as a fourth plane")
+        ("cutout_edge", po::value<std::string>()->default_value("pad"), "cutouts crossing the border: pad (mask bit outside) | skip")
         ("fakes_per_epoch", po::value<int>()->default_value(p.injection.perEpoch), "fake point sources injected into every science epoch (/injections, completeness); 0: none")
         ("fake_dmag_min", po::value<double>()->default_value(p.injection.dmagMin), "brightest fake, magnitudes relative to the 5-sigma limit at its position")
         ("fake_dmag_max", po::value<double>()->default_value(p.injection.dmagMax), "faintest fake, magnitudes relative to the 5-sigma limit")
@@ -225,6 +229,18 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     if (!c.sourceCatalog.empty()) c.pipeline.photometry.sources = catalog::readSourceCatalog(c.sourceCatalog);
     if (!c.referenceCatalog.empty())
         c.pipeline.photometry.referenceStars = catalog::readSourceCatalog(c.referenceCatalog, true);
+    auto& tr = c.pipeline.training;
+    tr.enabled = get<bool>(vm, "training_cutouts");
+    const int size = get<int>(vm, "cutout_size");
+    if (size < 7 || size > 1023 || size % 2 == 0) throw ConfigError("must be odd, 7..1023", "cutout_size");
+    tr.layout.width = tr.layout.height = size;
+    if (get<bool>(vm, "cutout_scorr")) tr.layout.planes.push_back("scorr");
+    const std::string edge = get<std::string>(vm, "cutout_edge");
+    if (edge != "pad" && edge != "skip") throw ConfigError("must be pad or skip, not '" + edge + "'", "cutout_edge");
+    tr.skipEdge = edge == "skip";
+    if (tr.enabled && !c.pipeline.differenceOutput.enabled)
+        throw ConfigError("cutouts need differences (difference = true)", "training_cutouts");
+    if (tr.enabled) c.run.trainingLayout = tr.layout;
     auto& inj = c.pipeline.injection;
     inj.perEpoch = get<int>(vm, "fakes_per_epoch");
     inj.dmagMin = get<double>(vm, "fake_dmag_min");
@@ -298,6 +314,10 @@ std::string dumpConfig(const JobConfig& c) {
       << "upper_limit_sigma = " << c.pipeline.photometry.upperLimitSigma << "\n"
       << "source_catalog = " << c.sourceCatalog << "\n"
       << "reference_catalog = " << c.referenceCatalog << "\n"
+      << "training_cutouts = " << b(c.pipeline.training.enabled) << "\n"
+      << "cutout_size = " << c.pipeline.training.layout.width << "\n"
+      << "cutout_scorr = " << b(c.pipeline.training.layout.planeCount() > 3) << "\n"
+      << "cutout_edge = " << (c.pipeline.training.skipEdge ? "skip" : "pad") << "\n"
       << "fakes_per_epoch = " << c.pipeline.injection.perEpoch << "\n"
       << "fake_dmag_min = " << c.pipeline.injection.dmagMin << "\n"
       << "fake_dmag_max = " << c.pipeline.injection.dmagMax << "\n"

@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 
 static_assert(std::is_trivially_copyable_v<TargetRow> && std::is_trivially_copyable_v<ObservationRow> &&
                   std::is_trivially_copyable_v<DifferenceRunRow> && std::is_trivially_copyable_v<CandidateRow> &&
-                  std::is_trivially_copyable_v<ForcedPhotometryRow> && std::is_trivially_copyable_v<InjectionRow>,
+                  std::is_trivially_copyable_v<ForcedPhotometryRow> && std::is_trivially_copyable_v<InjectionRow> &&
+                  std::is_trivially_copyable_v<TrainingMetaRow>,
               "journal records are the rows' bytes");
 
 namespace {
@@ -40,7 +41,8 @@ std::string logHeader() {
                                    sizeof(DifferenceRunRow),
                                    sizeof(CandidateRow),
                                    sizeof(ForcedPhotometryRow),
-                                   sizeof(InjectionRow)};
+                                   sizeof(InjectionRow),
+                                   sizeof(TrainingMetaRow)};
     h.append(reinterpret_cast<const char*>(words), sizeof words);
     return h;
 }
@@ -53,7 +55,7 @@ void put(std::string& out, const std::vector<T>& v) {
 
 /// Reads `count` rows of T from `data` at `pos` (bounds already checked by the caller's sizes).
 template <class T>
-void take(std::vector<T>& v, const char* data, std::size_t& pos, std::uint32_t count) {
+void take(std::vector<T>& v, const char* data, std::size_t& pos, std::uint64_t count) {
     if (count == 0) return;  // v.data() may be null
     const std::size_t old = v.size();
     v.resize(old + count);
@@ -122,6 +124,13 @@ void RowBatch::add(std::int32_t targetIndex, const pipeline::TargetResult& r) {
     extend(candidates, toCandidateRows(r));
     extend(forcedPhotometry, toForcedPhotometryRows(r));
     extend(injections, toInjectionRows(r));
+    for (const auto& t : r.triplets) {
+        if (training.tripletPixels == 0) {
+            training.tripletPixels = t.pixels.size();
+            training.planePixels = t.mask.size();
+        }
+        training.add(t);
+    }
 }
 
 void RowBatch::append(RowBatch&& o) {
@@ -133,6 +142,16 @@ void RowBatch::append(RowBatch&& o) {
     extend(candidates, o.candidates);
     extend(forcedPhotometry, o.forcedPhotometry);
     extend(injections, o.injections);
+    if (o.training.size() > 0) {
+        if (training.tripletPixels == 0) {
+            training.tripletPixels = o.training.tripletPixels;
+            training.planePixels = o.training.planePixels;
+        }
+        extend(training.triplets, o.training.triplets);
+        extend(training.mask, o.training.mask);
+        extend(training.labels, o.training.labels);
+        extend(training.meta, o.training.meta);
+    }
     o.clear();
 }
 
@@ -144,6 +163,7 @@ void RowBatch::clear() {
     candidates.clear();
     forcedPhotometry.clear();
     injections.clear();
+    training.clear();
 }
 
 namespace {
@@ -309,7 +329,7 @@ RowBatch Journal::readCommitted() const {
             const std::string_view body(bytes.data() + pos + 2 * sizeof(std::uint64_t), payload);
             std::memcpy(&check, bytes.data() + pos + sizeof(std::uint64_t), sizeof check);
             if (fnv1a(body) != check) throw corrupt("fails its checksum");
-            std::uint32_t counts[7];
+            std::uint32_t counts[10];
             if (payload < sizeof counts) throw corrupt("is malformed");
             std::memcpy(counts, body.data(), sizeof counts);
             const std::uint64_t expect = sizeof counts + std::uint64_t{counts[0]} * sizeof(std::int32_t) +
@@ -318,7 +338,9 @@ RowBatch Journal::readCommitted() const {
                                          std::uint64_t{counts[3]} * sizeof(DifferenceRunRow) +
                                          std::uint64_t{counts[4]} * sizeof(CandidateRow) +
                                          std::uint64_t{counts[5]} * sizeof(ForcedPhotometryRow) +
-                                         std::uint64_t{counts[6]} * sizeof(InjectionRow);
+                                         std::uint64_t{counts[6]} * sizeof(InjectionRow) +
+                                         std::uint64_t{counts[7]} * (std::uint64_t{counts[8]} * sizeof(float) +
+                                                                     std::uint64_t{counts[9]} + 1 + sizeof(TrainingMetaRow));
             if (expect != payload) throw corrupt("has row counts that do not match its length");
             std::size_t p = sizeof counts;
             take(all.targetIndices, body.data(), p, counts[0]);
@@ -328,6 +350,18 @@ RowBatch Journal::readCommitted() const {
             take(all.candidates, body.data(), p, counts[4]);
             take(all.forcedPhotometry, body.data(), p, counts[5]);
             take(all.injections, body.data(), p, counts[6]);
+            if (counts[7] > 0) {
+                if (all.training.tripletPixels == 0) {
+                    all.training.tripletPixels = counts[8];
+                    all.training.planePixels = counts[9];
+                } else if (all.training.tripletPixels != counts[8] || all.training.planePixels != counts[9]) {
+                    throw corrupt("has triplets of another layout");
+                }
+                take(all.training.triplets, body.data(), p, std::uint64_t{counts[7]} * counts[8]);
+                take(all.training.mask, body.data(), p, std::uint64_t{counts[7]} * counts[9]);
+                take(all.training.labels, body.data(), p, counts[7]);
+                take(all.training.meta, body.data(), p, counts[7]);
+            }
             pos += 2 * sizeof(std::uint64_t) + payload;
         }
     }
@@ -362,11 +396,13 @@ std::uint64_t JournalLog::append(const RowBatch& b) {
     std::string record;
     if (length_ == 0) record = logHeader();
     std::string body;
-    const std::uint32_t counts[7] = {
+    const std::uint32_t counts[10] = {
         static_cast<std::uint32_t>(b.targetIndices.size()), static_cast<std::uint32_t>(b.targets.size()),
         static_cast<std::uint32_t>(b.observations.size()),  static_cast<std::uint32_t>(b.differenceRuns.size()),
         static_cast<std::uint32_t>(b.candidates.size()),    static_cast<std::uint32_t>(b.forcedPhotometry.size()),
-        static_cast<std::uint32_t>(b.injections.size())};
+        static_cast<std::uint32_t>(b.injections.size()),
+        static_cast<std::uint32_t>(b.training.size()),      static_cast<std::uint32_t>(b.training.tripletPixels),
+        static_cast<std::uint32_t>(b.training.planePixels)};
     body.append(reinterpret_cast<const char*>(counts), sizeof counts);
     put(body, b.targetIndices);
     put(body, b.targets);
@@ -375,6 +411,10 @@ std::uint64_t JournalLog::append(const RowBatch& b) {
     put(body, b.candidates);
     put(body, b.forcedPhotometry);
     put(body, b.injections);
+    put(body, b.training.triplets);
+    put(body, b.training.mask);
+    put(body, b.training.labels);
+    put(body, b.training.meta);
     const std::uint64_t payload = body.size();
     const std::uint64_t check = fnv1a(body);
     record.append(reinterpret_cast<const char*>(&payload), sizeof payload);

@@ -9,6 +9,7 @@
 // science -> reference direction).
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -121,12 +122,28 @@ void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::ve
                      const std::vector<std::vector<double>>& starFlux,
                      const std::vector<std::vector<double>>& starFluxErr);
 
+/// A candidate's real/bogus features for a triplet's metadata.
+training::CandidateFeatures featuresOf(const CandidateRecord& c);
+/// The triplet (science, registered reference on the science flux scale, D / F_D[, S_corr]) centred
+/// on (x, y) of the science image, turned north up / east left (the nearest multiple of 90 degrees,
+/// mirrored as needed), with meta's position, sky position and split filled. nullopt when
+/// cfg.skipEdge and the cutout crosses the border.
+std::optional<training::Triplet> cutoutTriplet(const PreparedImage& science, const DifferenceImages& images,
+                                               const DifferenceRun& run, const TrainingConfig& cfg, double x, double y,
+                                               training::Label label, training::TripletMeta meta);
+
 /// Fake injection and recovery on one epoch (injection.cpp; InjectionConfig). Call after every
 /// product of the clean difference is made: it replaces images.zogy with the difference of the
 /// science image with fakes. Positions avoid the target, masked pixels, the border and each other;
 /// fluxes are set from the PSF-fit flux error of the clean difference at each position.
+/// With `training` (enabled), every recovered fake also gives a triplet (label real, source
+/// injected_fake) cut from the difference with fakes, appended to `triplets`; `meta` carries the
+/// epoch's identity (target, obs id, mjd, filter).
 std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, const PreparedImage& science,
                                               DifferenceImages& images, const DifferenceRun& run,
                                               const DifferenceConfig& diffConfig, const detect::DetectConfig& dc,
-                                              double zeroPoint, const InjectionConfig& cfg);
+                                              double zeroPoint, const InjectionConfig& cfg,
+                                              const TrainingConfig* training = nullptr,
+                                              const training::TripletMeta* meta = nullptr,
+                                              std::vector<training::Triplet>* triplets = nullptr);
 }  // namespace astrid::pipeline::detail

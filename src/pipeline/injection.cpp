@@ -42,7 +42,9 @@ bool maskedNear(const Image<std::uint16_t>& mask, double x, double y, double rad
 std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, const PreparedImage& science,
                                               DifferenceImages& images, const DifferenceRun& run,
                                               const DifferenceConfig& diffConfig, const detect::DetectConfig& dc,
-                                              double zeroPoint, const InjectionConfig& cfg) {
+                                              double zeroPoint, const InjectionConfig& cfg,
+                                              const TrainingConfig* training, const training::TripletMeta* meta,
+                                              std::vector<training::Triplet>* triplets) {
     std::vector<InjectionRecord> out;
     if (cfg.perEpoch <= 0 || !science.psf) return out;
     const double fwhm = run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0;
@@ -188,6 +190,18 @@ std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, con
         rec.candFluxErr = c.fluxErr;
         rec.candFwhm = c.fwhm;
         rec.candSharpness = c.sharpness;
+        if (training && training->enabled && meta && triplets) {
+            training::TripletMeta m = *meta;
+            m.candidateIndex = c.index;  // in this injected difference, not in /candidates
+            m.labelSource = training::LabelSource::InjectedFake;
+            m.injectedMag = rec.mag;
+            m.injectedSnr = rec.snrTrue;
+            m.features = featuresOf(c);
+            m.ra = rec.ra;
+            m.dec = rec.dec;
+            if (auto t = cutoutTriplet(injected, images, scratch, *training, c.x, c.y, training::Label::Real, m))
+                triplets->push_back(std::move(*t));
+        }
     }
     return out;
 }

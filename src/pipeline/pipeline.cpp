@@ -104,6 +104,49 @@ LoadedImage loadOne(Observation& o, archive::Archive& archive, const catalog::Ta
                                                       angularSeparationDeg(target.raDeg, target.decDeg, o.raDeg, o.decDeg))};
     return li;
 }
+/// The labelled triplets of one clean difference: one per candidate (real when it is the catalog
+/// target, within matchRadiusFwhm of its position; bogus otherwise: what the subtraction left) and
+/// one at the target's forced position (real when its forced S/N reaches detectSnr, otherwise
+/// blank_sky: the transient is not visible there, which is neither real nor an artifact).
+void cutoutsOfEpoch(TargetResult& r, const PreparedImage& science, const DifferenceImages& images,
+                    const DifferenceRun& run, const std::vector<CandidateRecord>& cands,
+                    const ForcedPhotometryRecord& point, const training::TripletMeta& epochMeta,
+                    const PipelineConfig& config) {
+    const auto& tc = config.training;
+    double tx = std::numeric_limits<double>::quiet_NaN(), ty = tx;
+    if (science.wcs) {
+        try {
+            const auto p = science.wcs->skyToPixel(r.target.raDeg, r.target.decDeg);
+            tx = p.x, ty = p.y;
+        } catch (const Error&) {
+        }
+    }
+    const double radius = tc.matchRadiusFwhm * (run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0);
+    for (const auto& c : cands) {
+        training::TripletMeta m = epochMeta;
+        m.candidateIndex = c.index;
+        m.features = detail::featuresOf(c);
+        m.ra = c.ra, m.dec = c.dec;
+        const bool isTarget = c.isDiffPos && std::hypot(c.x - tx, c.y - ty) <= radius;
+        m.labelSource = isTarget ? training::LabelSource::CatalogTransient : training::LabelSource::UnmatchedCandidate;
+        if (auto t = detail::cutoutTriplet(science, images, run, tc, c.x, c.y,
+                                           isTarget ? training::Label::Real : training::Label::Bogus, m))
+            r.triplets.push_back(std::move(*t));
+    }
+    if (std::isfinite(tx) && std::isfinite(ty)) {
+        training::TripletMeta m = epochMeta;
+        m.labelSource = training::LabelSource::CatalogTransient;
+        m.ra = r.target.raDeg, m.dec = r.target.decDeg;
+        m.features.flux = point.fluxSci, m.features.fluxErr = point.fluxSciErr;
+        m.features.snr = point.status == PhotometryStatus::Done ? point.fluxSci / point.fluxSciErr : m.features.snr;
+        m.features.mag = point.mag, m.features.magErr = point.magErr;
+        const bool seen = point.status == PhotometryStatus::Done && m.features.snr >= tc.detectSnr;
+        if (auto t = detail::cutoutTriplet(science, images, run, tc, tx, ty,
+                                           seen ? training::Label::Real : training::Label::BlankSky, m))
+            r.triplets.push_back(std::move(*t));
+    }
+}
+
 /// Differences every science epoch against the reference. One epoch's failure is recorded in its
 /// DifferenceRun and the others go on; the target fails only when no epoch could be differenced.
 void throwIfStopped(std::stop_token stop) {
@@ -167,10 +210,11 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
         try {
             PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
             auto images = differenceImages(science, reference, diffConfig, config.prepare, run);
+            std::vector<CandidateRecord> cands;
             if (config.detectCandidates) {
                 detect::DetectConfig dc = config.detect;
                 dc.thresholdSigma = config.difference.detectionThreshold;
-                auto cands = detail::candidatesOf(science, images, run, zeroPoint, dc);
+                cands = detail::candidatesOf(science, images, run, zeroPoint, dc);
                 run.candidatesFound = static_cast<int>(cands.size());
                 r.candidates.insert(r.candidates.end(), cands.begin(), cands.end());
             }
@@ -179,6 +223,13 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
                 for (auto& sp : sourcePoints) sp = detail::forcedAtTarget(sp, science, images, run, config.photometry);
                 detail::ensembleFluxes(science, run, ensembleStars, sf, sfe);
             }
+            training::TripletMeta epochMeta;
+            epochMeta.targetId = r.target.id;
+            epochMeta.targetName = r.target.name;
+            epochMeta.obsId = run.scienceObsId;
+            epochMeta.mjd = li.obs->mjd;
+            epochMeta.filter = li.obs->filterBand;
+            if (config.training.enabled) cutoutsOfEpoch(r, science, images, run, cands, point, epochMeta, config);
             run.backgroundS = science.backgroundS;
             run.psfS = science.psfS;
             if (config.differenceOutput.writeFits) {
@@ -195,7 +246,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
                 dc.thresholdSigma = config.difference.detectionThreshold;
                 try {
                     auto fakes = detail::injectAndRecover(r.target, science, images, run, diffConfig, dc, zeroPoint,
-                                                          config.injection);
+                                                          config.injection, &config.training, &epochMeta, &r.triplets);
                     r.injections.insert(r.injections.end(), fakes.begin(), fakes.end());
                 } catch (const Error& e) {  // the clean products stand; this epoch has no fakes
                     logger->warn("{}: epoch {}: fake injection failed: {}", r.target.name, run.scienceObsId, e.what());

@@ -329,6 +329,7 @@ public:
         meta.commandLine = options.commandLine;
         meta.startUtc = mpi.broadcast(utcNowIso());  // one start time, rank 0's
         meta.nRanks = mpi.size();
+        meta.training = options.trainingLayout;
         file_ = std::make_unique<output::RunFile>(output::RunFile::create(options.outputPath, meta, hooks));
         std::string problem;
         try {
@@ -401,6 +402,13 @@ public:
         file_->appendForcedPhotometry(rows.forcedPhotometry, fOff, fTot);
         auto [iOff, iTot] = offsets(rows.injections.size());
         file_->appendInjections(rows.injections, iOff, iTot);
+        if (file_->trainingLayout()) {
+            // A rank with no triplet passes an empty batch of the file's layout.
+            output::TrainingBatch empty(*file_->trainingLayout());
+            const output::TrainingBatch& batch = rows.training.size() > 0 ? rows.training : empty;
+            auto [xOff, xTot] = offsets(batch.size());
+            file_->appendTraining(batch, xOff, xTot);
+        }
         file_->flush();
     }
 

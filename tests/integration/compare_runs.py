@@ -58,6 +58,25 @@ def main():
                 print("   lost:", dict(zip(names[:3], row[:3])))
         elif not a.quiet:
             print(f"/{t}: {n_g} rows match")
+    # /training (when both files have it): every triplet (meta row, label and pixel bytes) once.
+    if not a.tables:
+        with h5py.File(a.expected, "r") as fe, h5py.File(a.actual, "r") as fa:
+            if ("training" in fe) != ("training" in fa):
+                print("/training: present in only one file")
+                bad = True
+            elif "training" in fe:
+                def triplets(f):
+                    t = f["training"]
+                    meta, labels, pix = t["meta"][()], t["labels"][()], t["triplets"][()]
+                    return collections.Counter(
+                        (meta[i].tobytes(), int(labels[i]), pix[i].tobytes()) for i in range(len(labels)))
+                e, g = triplets(fe), triplets(fa)
+                if e != g:
+                    bad = True
+                    print(f"/training: expected {sum(e.values())} triplets, got {sum(g.values())}: "
+                          f"{sum((e - g).values())} lost, {sum((g - e).values())} unexpected")
+                elif not a.quiet:
+                    print(f"/training: {sum(g.values())} triplets match")
     with h5py.File(a.actual, "r") as f:
         status = f.attrs.get("status")
     if status != "complete":

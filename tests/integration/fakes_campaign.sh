@@ -19,6 +19,7 @@ common=("$work/sim/campaign.ini" --fft_effort estimate --log_level warn)
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "${common[@]}" --output "$work/clean.h5" > /dev/null
 # shellcheck disable=SC2086
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "${common[@]}" --output "$work/fakes.h5" --fakes_per_epoch 40 \
+  --training_cutouts true \
   | tee "$work/run.log"
 /usr/bin/python3 "$here/compare_runs.py" "$work/clean.h5" "$work/fakes.h5" \
   --tables targets,difference_runs,candidates,forced_photometry
@@ -52,5 +53,29 @@ print(f"completeness at S/N 4.5-5.5: {rec[near5].mean():.2f} of {near5.sum()}")
 ratio = inj["cand_flux"][rec] / inj["flux_sci"][rec]
 print(f"recovered flux / injected: median {np.median(ratio):.4f}")
 assert abs(np.median(ratio) - 1.0) < 0.03, np.median(ratio)  # both science ADU (D / F_D)
+
+# /training: one triplet per recovered fake (real, injected_fake), per candidate of the clean
+# differences (bogus unless it is the target) and per forced target position; splits per target.
+t = f["training"]
+meta, labels = t["meta"][:], t["labels"][:]
+n = len(labels)
+assert t["triplets"].shape == (n, 3, 63, 63) and t["mask"].shape == (n, 63, 63)
+src = meta["label_source"]
+fake = src == 0
+assert fake.sum() == rec.sum(), (fake.sum(), rec.sum())
+assert np.all(labels[fake] == 1)
+cand = (src == 2) | ((src == 1) & (meta["candidate_index"] >= 0))
+assert cand.sum() == f["candidates"].shape[0], (cand.sum(), f["candidates"].shape)
+assert np.all(labels[src == 2] == 0)
+forced = (src == 1) & (meta["candidate_index"] < 0)
+assert forced.sum() == ok_epochs, (forced.sum(), ok_epochs)
+for name in np.unique(meta["target_name"]):
+    assert len(np.unique(meta["split"][meta["target_name"] == name])) == 1
+# A fake's difference plane peaks at the centre (its flux is there, not a misplaced cutout).
+d = t["triplets"][np.flatnonzero(fake)[:50], 2]
+centre = d[:, 28:35, 28:35].max(axis=(1, 2))
+assert np.median(centre) > 3 * np.median(np.abs(d)), "fakes are not at the cutout centres"
+print(f"/training: {n} triplets ({fake.sum()} fakes, {(src == 2).sum()} unmatched candidates, "
+      f"{(src == 1).sum()} at the target), labels {np.bincount(labels).tolist()}")
 print("fakes campaign: OK")
 EOF_PY

@@ -23,7 +23,9 @@ trap cleanup EXIT
 py=/usr/bin/python3
 
 "$ASTRID" simulate --out "$work/sim" --targets 12 --epochs 2 --size 256 --seed 21 > /dev/null 2>&1
-job=("$work/sim/campaign.ini" --fft_effort estimate --checkpoint_targets 2 --log_level error)
+# Fakes and training cutouts on: their rows and triplets must survive kills exactly like the rest.
+job=("$work/sim/campaign.ini" --fft_effort estimate --checkpoint_targets 2 --log_level error --fakes_per_epoch 4
+     --training_cutouts true)
 run() {  # run OUTPUT [extra args...]: 2 ranks; prints nothing, returns astrid's status
   local out="$1"; shift
   # shellcheck disable=SC2086

@@ -31,6 +31,7 @@ struct RowBatch {
     std::vector<CandidateRow> candidates;
     std::vector<ForcedPhotometryRow> forcedPhotometry;
     std::vector<InjectionRow> injections;
+    TrainingBatch training;  ///< labelled triplets (sizes set by the first triplet added)
 
     /// The rows of one finished target (the table converters of schema.hpp).
     void add(std::int32_t targetIndex, const pipeline::TargetResult& result);

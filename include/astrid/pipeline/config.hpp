@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "astrid/catalog/sources.hpp"
+#include "astrid/training/triplet.hpp"
 
 #include "astrid/background/background.hpp"
 #include "astrid/detect/detect.hpp"
@@ -108,6 +109,17 @@ struct InjectionConfig {
     std::uint64_t seed = 1;         ///< with the target id and the epoch: the same fakes on a resume
 };
 
+/// Labelled cutout triplets for machine learning (issue #5; /training, docs/training.md).
+struct TrainingConfig {
+    bool enabled = false;
+    /// planes science, reference (scaled to the science flux), difference (D / F_D)[, scorr];
+    /// 63 x 63 px by default; orientation north up, east left (see cutouts.cpp).
+    training::TripletLayout layout;
+    bool skipEdge = false;          ///< skip cutouts that cross the image border (else padded, mask kOutside)
+    double matchRadiusFwhm = 1.0;   ///< a candidate this close to the target is the catalog transient
+    double detectSnr = 5.0;         ///< the target's forced position is "real" at this forced S/N or above
+};
+
 struct PipelineConfig {
     SelectionConfig select;
     ValidationConfig validate;
@@ -119,6 +131,7 @@ struct PipelineConfig {
     detect::DetectConfig detect;
     PhotometryConfig photometry;
     InjectionConfig injection;
+    TrainingConfig training;
 };
 
 }  // namespace astrid::pipeline

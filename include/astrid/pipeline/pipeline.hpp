@@ -137,6 +137,7 @@ struct TargetResult {
     std::vector<CandidateRecord> candidates;
     std::vector<ForcedPhotometryRecord> forcedPhotometry;
     std::vector<InjectionRecord> injections;  ///< fakes of every epoch (InjectionConfig)
+    std::vector<training::Triplet> triplets;  ///< labelled cutouts (TrainingConfig)
     double wallSeconds = 0.0;
     int rank = 0;           ///< set by the runner
     /// The failure may not recur (an archive that could not be listed, an unexpected exception):

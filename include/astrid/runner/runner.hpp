@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,8 @@ struct RunOptions {
     /// A target whose failure is transient (pipeline::TargetResult::transient) is run again up to
     /// this many times, on another rank when there is one, before it is recorded failed.
     int maxRetries = 2;
+    /// The /training layout when the campaign cuts labelled triplets (PipelineConfig::training).
+    std::optional<training::TripletLayout> trainingLayout;
 };
 
 /// What rank 0 knows at the start; other ranks pass an empty one.
