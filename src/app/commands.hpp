@@ -8,4 +8,5 @@ int cmdRun(int argc, char** argv);
 int cmdStack(int argc, char** argv);
 int cmdDiff(int argc, char** argv);
 int cmdInspect(int argc, char** argv);
+int cmdMerge(int argc, char** argv);
 }  // namespace astrid::app

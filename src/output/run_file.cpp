@@ -157,6 +157,10 @@ void RunFile::appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::
     impl_->append(impl_->differenceRuns, rows.data(), rows.size(), offset, total, kDifferenceRunsTable);
 }
 
+void RunFile::setRootAttribute(const std::string& name, const std::string& value) {
+    writeStringAttr(impl_->file.get(), name.c_str(), value);
+}
+
 void RunFile::flush() {
     h5::check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), (impl_->path + ": flush failed").c_str());
 }

@@ -54,6 +54,8 @@ public:
     void appendCandidates(std::span<const CandidateRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset, std::uint64_t total);
 
+    /// Writes (replacing) a string attribute on the root, e.g. `merged_from`. Collective in parallel mode.
+    void setRootAttribute(const std::string& name, const std::string& value);
     /// Makes everything written so far durable on disk (H5Fflush).
     void flush();
     /// Writes the end attributes and closes; throws H5Error when the close fails.
