@@ -51,6 +51,8 @@ struct Slice {
 };
 
 Slice describe(const std::string& path, const MergeOptions& options) {
+    if (fs::is_directory(path))
+        throw DataError(path + ": is a directory, not a run file (a `<output>.journal`? give the .h5 files)");
     if (!fs::is_regular_file(path)) throw DataError(path + ": no such file");
     const RunReader r(path);
     Slice s;
