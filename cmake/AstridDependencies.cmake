@@ -3,6 +3,7 @@
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CFITSIO REQUIRED IMPORTED_TARGET cfitsio)
 pkg_check_modules(WCSLIB REQUIRED IMPORTED_TARGET wcslib)
+pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)  # completeness figures (report module)
 pkg_check_modules(FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
 
 # fftw3-mpi ships neither a .pc file nor a CMake config on Debian. ZOGY runs in single precision,

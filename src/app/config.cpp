@@ -58,6 +58,13 @@ po::options_description jobOptions() {
         ("detect", po::value<bool>()->default_value(p.detectCandidates), "detect candidates on every difference's S_corr (/candidates)")
         ("forced_photometry", po::value<bool>()->default_value(p.photometry.enabled), "forced photometry at the target on every science epoch (/forced_photometry)")
         ("zero_point", po::value<double>()->default_value(std::numeric_limits<double>::quiet_NaN(), "nan"), "reference zero point (mag of 1 ADU); nan: the reference header's MAGZP, MAGZERO, MAGZPT, ZEROPT, PHOTZP or ZP")
+        ("source_catalog", po::value<std::string>()->default_value(""), "CSV of ra, dec[, id, mag]: forced photometry at each position on every science epoch (/forced_photometry source_kind 1)")
+        ("reference_catalog", po::value<std::string>()->default_value(""), "CSV of ra, dec, mag[, id]: stars that set the reference's zero point (instead of its header)")
+        ("fakes_per_epoch", po::value<int>()->default_value(p.injection.perEpoch), "fake point sources injected into every science epoch (/injections, completeness); 0: none")
+        ("fake_dmag_min", po::value<double>()->default_value(p.injection.dmagMin), "brightest fake, magnitudes relative to the 5-sigma limit at its position")
+        ("fake_dmag_max", po::value<double>()->default_value(p.injection.dmagMax), "faintest fake, magnitudes relative to the 5-sigma limit")
+        ("fake_host_fraction", po::value<double>()->default_value(p.injection.hostFraction), "fraction of fakes placed 0.5-2 FWHM from a detected source (the rest on blank sky)")
+        ("fake_seed", po::value<long long>()->default_value(static_cast<long long>(p.injection.seed)), "seed of the fake positions and magnitudes (with the target and the epoch)")
         ("upper_limit_sigma", po::value<double>()->default_value(p.photometry.upperLimitSigma), "sigma of the upper limits in the light curves")
         ("fft_effort", po::value<std::string>()->default_value("measure"), "FFTW planning: estimate | measure (slower start, faster transforms)")
         ("fft_wisdom", po::value<std::string>()->default_value(""), "FFTW wisdom file, read at the start and updated at the end (empty: none)")
@@ -233,6 +240,22 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     c.pipeline.photometry.zeroPoint = get<double>(vm, "zero_point");
     c.pipeline.photometry.upperLimitSigma = get<double>(vm, "upper_limit_sigma");
     requirePositive(c.pipeline.photometry.upperLimitSigma, "upper_limit_sigma");
+    c.sourceCatalog = path("source_catalog");
+    c.referenceCatalog = path("reference_catalog");
+    if (!c.sourceCatalog.empty()) c.pipeline.photometry.sources = catalog::readSourceCatalog(c.sourceCatalog);
+    if (!c.referenceCatalog.empty())
+        c.pipeline.photometry.referenceStars = catalog::readSourceCatalog(c.referenceCatalog, true);
+    auto& inj = c.pipeline.injection;
+    inj.perEpoch = get<int>(vm, "fakes_per_epoch");
+    inj.dmagMin = get<double>(vm, "fake_dmag_min");
+    inj.dmagMax = get<double>(vm, "fake_dmag_max");
+    inj.hostFraction = get<double>(vm, "fake_host_fraction");
+    inj.seed = static_cast<std::uint64_t>(get<long long>(vm, "fake_seed"));
+    if (inj.perEpoch < 0) throw ConfigError("must be >= 0", "fakes_per_epoch");
+    if (!(inj.dmagMin < inj.dmagMax)) throw ConfigError("must be below fake_dmag_max", "fake_dmag_min");
+    if (!(inj.hostFraction >= 0.0 && inj.hostFraction <= 1.0)) throw ConfigError("must be in [0, 1]", "fake_host_fraction");
+    if (inj.perEpoch > 0 && !c.pipeline.differenceOutput.enabled)
+        throw ConfigError("fakes need differences (difference = true)", "fakes_per_epoch");
     c.pipeline.differenceOutput.directory = path("difference_dir");
     if (c.pipeline.differenceOutput.directory.empty()) c.pipeline.differenceOutput.directory = c.output + ".diff";
     c.run.outputPath = c.output;
@@ -299,6 +322,13 @@ std::string dumpConfig(const JobConfig& c) {
       << "forced_photometry = " << b(c.pipeline.photometry.enabled) << "\n"
       << "zero_point = " << (std::isfinite(c.pipeline.photometry.zeroPoint) ? std::to_string(c.pipeline.photometry.zeroPoint) : std::string("nan")) << "\n"
       << "upper_limit_sigma = " << c.pipeline.photometry.upperLimitSigma << "\n"
+      << "source_catalog = " << c.sourceCatalog << "\n"
+      << "reference_catalog = " << c.referenceCatalog << "\n"
+      << "fakes_per_epoch = " << c.pipeline.injection.perEpoch << "\n"
+      << "fake_dmag_min = " << c.pipeline.injection.dmagMin << "\n"
+      << "fake_dmag_max = " << c.pipeline.injection.dmagMax << "\n"
+      << "fake_host_fraction = " << c.pipeline.injection.hostFraction << "\n"
+      << "fake_seed = " << c.pipeline.injection.seed << "\n"
       << "fft_effort = " << c.fftEffort << "\n"
       << "fft_wisdom = " << c.run.fftWisdomPath << "\n"
       << "checkpoint_targets = " << c.run.checkpointTargets << "\n"

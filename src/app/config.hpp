@@ -19,6 +19,7 @@ struct JobConfig {
     std::string catalogFormat = "auto";
     std::string archive;
     std::string output = "astrid_run.h5";
+    std::string sourceCatalog, referenceCatalog;  ///< job source / reference catalogs ("" = none)
     catalog::CatalogFilter filter;
     std::optional<catalog::Slice> slice;  ///< job key `slice = i/N`: applied after the filter
     pipeline::PipelineConfig pipeline;

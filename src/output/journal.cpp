@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 static_assert(std::is_trivially_copyable_v<TargetRow> && std::is_trivially_copyable_v<ObservationRow> &&
                   std::is_trivially_copyable_v<DifferenceRunRow> && std::is_trivially_copyable_v<CandidateRow> &&
-                  std::is_trivially_copyable_v<ForcedPhotometryRow>,
+                  std::is_trivially_copyable_v<ForcedPhotometryRow> && std::is_trivially_copyable_v<InjectionRow>,
               "journal records are the rows' bytes");
 
 namespace {
@@ -39,19 +39,22 @@ std::string logHeader() {
                                    sizeof(ObservationRow),
                                    sizeof(DifferenceRunRow),
                                    sizeof(CandidateRow),
-                                   sizeof(ForcedPhotometryRow)};
+                                   sizeof(ForcedPhotometryRow),
+                                   sizeof(InjectionRow)};
     h.append(reinterpret_cast<const char*>(words), sizeof words);
     return h;
 }
 
 template <class T>
 void put(std::string& out, const std::vector<T>& v) {
+    if (v.empty()) return;
     out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
 /// Reads `count` rows of T from `data` at `pos` (bounds already checked by the caller's sizes).
 template <class T>
 void take(std::vector<T>& v, const char* data, std::size_t& pos, std::uint32_t count) {
+    if (count == 0) return;  // v.data() may be null
     const std::size_t old = v.size();
     v.resize(old + count);
     std::memcpy(v.data() + old, data + pos, count * sizeof(T));
@@ -118,6 +121,7 @@ void RowBatch::add(std::int32_t targetIndex, const pipeline::TargetResult& r) {
     extend(differenceRuns, toDifferenceRunRows(r));
     extend(candidates, toCandidateRows(r));
     extend(forcedPhotometry, toForcedPhotometryRows(r));
+    extend(injections, toInjectionRows(r));
 }
 
 void RowBatch::append(RowBatch&& o) {
@@ -128,6 +132,7 @@ void RowBatch::append(RowBatch&& o) {
     extend(differenceRuns, o.differenceRuns);
     extend(candidates, o.candidates);
     extend(forcedPhotometry, o.forcedPhotometry);
+    extend(injections, o.injections);
     o.clear();
 }
 
@@ -138,6 +143,7 @@ void RowBatch::clear() {
     differenceRuns.clear();
     candidates.clear();
     forcedPhotometry.clear();
+    injections.clear();
 }
 
 namespace {
@@ -303,7 +309,7 @@ RowBatch Journal::readCommitted() const {
             const std::string_view body(bytes.data() + pos + 2 * sizeof(std::uint64_t), payload);
             std::memcpy(&check, bytes.data() + pos + sizeof(std::uint64_t), sizeof check);
             if (fnv1a(body) != check) throw corrupt("fails its checksum");
-            std::uint32_t counts[6];
+            std::uint32_t counts[7];
             if (payload < sizeof counts) throw corrupt("is malformed");
             std::memcpy(counts, body.data(), sizeof counts);
             const std::uint64_t expect = sizeof counts + std::uint64_t{counts[0]} * sizeof(std::int32_t) +
@@ -311,7 +317,8 @@ RowBatch Journal::readCommitted() const {
                                          std::uint64_t{counts[2]} * sizeof(ObservationRow) +
                                          std::uint64_t{counts[3]} * sizeof(DifferenceRunRow) +
                                          std::uint64_t{counts[4]} * sizeof(CandidateRow) +
-                                         std::uint64_t{counts[5]} * sizeof(ForcedPhotometryRow);
+                                         std::uint64_t{counts[5]} * sizeof(ForcedPhotometryRow) +
+                                         std::uint64_t{counts[6]} * sizeof(InjectionRow);
             if (expect != payload) throw corrupt("has row counts that do not match its length");
             std::size_t p = sizeof counts;
             take(all.targetIndices, body.data(), p, counts[0]);
@@ -320,6 +327,7 @@ RowBatch Journal::readCommitted() const {
             take(all.differenceRuns, body.data(), p, counts[3]);
             take(all.candidates, body.data(), p, counts[4]);
             take(all.forcedPhotometry, body.data(), p, counts[5]);
+            take(all.injections, body.data(), p, counts[6]);
             pos += 2 * sizeof(std::uint64_t) + payload;
         }
     }
@@ -354,10 +362,11 @@ std::uint64_t JournalLog::append(const RowBatch& b) {
     std::string record;
     if (length_ == 0) record = logHeader();
     std::string body;
-    const std::uint32_t counts[6] = {
+    const std::uint32_t counts[7] = {
         static_cast<std::uint32_t>(b.targetIndices.size()), static_cast<std::uint32_t>(b.targets.size()),
         static_cast<std::uint32_t>(b.observations.size()),  static_cast<std::uint32_t>(b.differenceRuns.size()),
-        static_cast<std::uint32_t>(b.candidates.size()),    static_cast<std::uint32_t>(b.forcedPhotometry.size())};
+        static_cast<std::uint32_t>(b.candidates.size()),    static_cast<std::uint32_t>(b.forcedPhotometry.size()),
+        static_cast<std::uint32_t>(b.injections.size())};
     body.append(reinterpret_cast<const char*>(counts), sizeof counts);
     put(body, b.targetIndices);
     put(body, b.targets);
@@ -365,6 +374,7 @@ std::uint64_t JournalLog::append(const RowBatch& b) {
     put(body, b.differenceRuns);
     put(body, b.candidates);
     put(body, b.forcedPhotometry);
+    put(body, b.injections);
     const std::uint64_t payload = body.size();
     const std::uint64_t check = fnv1a(body);
     record.append(reinterpret_cast<const char*>(&payload), sizeof payload);

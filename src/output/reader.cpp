@@ -113,6 +113,10 @@ std::vector<CandidateRow> RunReader::candidates() const {
     return impl_->read<CandidateRow>(kCandidatesTable, h5types::candidateRow());
 }
 
+std::vector<InjectionRow> RunReader::injections() const {
+    return impl_->read<InjectionRow>(kInjectionsTable, h5types::injectionRow());
+}
+
 std::vector<ForcedPhotometryRow> RunReader::forcedPhotometry() const {
     return impl_->read<ForcedPhotometryRow>(kForcedPhotometryTable, h5types::forcedPhotometryRow());
 }

@@ -43,7 +43,7 @@ struct RunFile::Impl {
         h5::Handle dataset;
         h5::Handle type;
     };
-    Table targets, observations, catalogIssues, differenceRuns, candidates, forcedPhotometry;
+    Table targets, observations, catalogIssues, differenceRuns, candidates, forcedPhotometry, injections;
 
     Table createTable(const char* name, h5::Handle type, const char* description) {
         const hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunk[1] = {kChunkRows};
@@ -131,6 +131,8 @@ RunFile RunFile::create(const std::string& path, const RunMetadata& meta, const 
                                          "one row per candidate detected on a difference's S_corr");
     impl->forcedPhotometry = impl->createTable(kForcedPhotometryTable, h5types::forcedPhotometryRow(),
                                                "forced photometry per (position, science epoch): the light curves");
+    impl->injections = impl->createTable(kInjectionsTable, h5types::injectionRow(),
+                                         "fakes injected into science epochs: truth and recovery (completeness)");
     return RunFile(std::move(impl));
 }
 
@@ -151,6 +153,10 @@ void RunFile::appendCandidates(std::span<const CandidateRow> rows, std::uint64_t
 void RunFile::appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset,
                                      std::uint64_t total) {
     impl_->append(impl_->forcedPhotometry, rows.data(), rows.size(), offset, total, kForcedPhotometryTable);
+}
+
+void RunFile::appendInjections(std::span<const InjectionRow> rows, std::uint64_t offset, std::uint64_t total) {
+    impl_->append(impl_->injections, rows.data(), rows.size(), offset, total, kInjectionsTable);
 }
 
 void RunFile::appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total) {
@@ -179,6 +185,7 @@ void RunFile::finish(const RunEnd& end) {
     impl_->differenceRuns = {};
     impl_->candidates = {};
     impl_->forcedPhotometry = {};
+    impl_->injections = {};
     impl_->dxpl.reset();
     impl_->file.close(impl_->path + ": closing the output file");
 }

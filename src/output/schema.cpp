@@ -94,6 +94,26 @@ std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& 
     return rows;
 }
 
+std::vector<InjectionRow> toInjectionRows(const pipeline::TargetResult& r) {
+    std::vector<InjectionRow> rows;
+    rows.reserve(r.injections.size());
+    for (const auto& f : r.injections) {
+        InjectionRow row{};
+        row.targetId = r.target.id;
+        row.scienceObsId = f.scienceObsId;
+        row.index = f.index;
+        row.x = f.x, row.y = f.y, row.ra = f.ra, row.dec = f.dec;
+        row.fluxSci = f.fluxSci, row.mag = f.mag, row.magLimit = f.magLimit, row.snrTrue = f.snrTrue;
+        row.hostKind = f.hostKind, row.hostOffsetPx = f.hostOffsetPx;
+        row.recovered = f.recovered ? 1 : 0;
+        row.candX = f.candX, row.candY = f.candY, row.candSignificance = f.candSignificance;
+        row.candFlux = f.candFlux, row.candFluxErr = f.candFluxErr, row.candFwhm = f.candFwhm;
+        row.candSharpness = f.candSharpness;
+        rows.push_back(row);
+    }
+    return rows;
+}
+
 std::vector<CandidateRow> toCandidateRows(const pipeline::TargetResult& r) {
     std::vector<CandidateRow> rows;
     rows.reserve(r.candidates.size());

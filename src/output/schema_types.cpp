@@ -164,6 +164,33 @@ h5::Handle candidateRow() {
     return t;
 }
 
+h5::Handle injectionRow() {
+    using T = InjectionRow;
+    h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));
+    MEMBER(T, "target_id", targetId, H5T_NATIVE_INT64);
+    MEMBER(T, "science_obs_id", scienceObsId, H5T_NATIVE_INT64);
+    MEMBER(T, "index", index, H5T_NATIVE_INT32);
+    MEMBER(T, "x", x, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "y", y, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "ra", ra, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "dec", dec, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "flux_sci", fluxSci, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag", mag, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "mag_limit", magLimit, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "snr_true", snrTrue, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "host_kind", hostKind, H5T_NATIVE_INT8);
+    MEMBER(T, "host_offset_px", hostOffsetPx, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "recovered", recovered, H5T_NATIVE_INT8);
+    MEMBER(T, "cand_x", candX, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_y", candY, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_significance", candSignificance, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_flux", candFlux, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_flux_error", candFluxErr, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_fwhm", candFwhm, H5T_NATIVE_DOUBLE);
+    MEMBER(T, "cand_sharpness", candSharpness, H5T_NATIVE_DOUBLE);
+    return t;
+}
+
 h5::Handle forcedPhotometryRow() {
     using T = ForcedPhotometryRow;
     h5::Handle t(h5::check(H5Tcreate(H5T_COMPOUND, sizeof(T)), "H5Tcreate"));

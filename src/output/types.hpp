@@ -9,4 +9,5 @@ h5::Handle catalogIssueRow();
 h5::Handle differenceRunRow();
 h5::Handle candidateRow();
 h5::Handle forcedPhotometryRow();
+h5::Handle injectionRow();
 }  // namespace astrid::output::h5types

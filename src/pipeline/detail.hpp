@@ -8,6 +8,7 @@
 // MatchedPair::sci is the grid star, MatchedPair::ref the moving one (the registration module's
 // science -> reference direction).
 #include <cstddef>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,28 @@ registration::FluxRatio measureFluxRatio(const PreparedImage& grid, const Prepar
 /// Photometry after a difference (photometry_stage.cpp).
 /// The reference's zero point: the config's, else the first header key of cfg.zeroPointKeys; NaN.
 double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg);
+/// Catalog positions that fall on a w x h image (at least `margin` px inside): an angular cut
+/// around the image centre first (catalogs may be all-sky; a TAN projection has no pixel for the
+/// far hemisphere), then the WCS. Returns the indices into `ra`/`dec` and the pixel positions.
+struct OnImage {
+    std::vector<std::size_t> index;
+    std::vector<double> x, y;
+};
+OnImage positionsOnImage(const wcs::SkyWcs& wcs, int w, int h, double margin, const std::vector<catalog::CatalogSource>& sources);
+
+/// The reference's zero point from the job's reference catalog (cfg.referenceStars): forced PSF
+/// fits at the catalog positions on the reference, unsaturated, unmasked and well fitted, then
+/// photometry::zeroPointFromMagnitudes (clipped, weighted). zeroPoint NaN when nothing is usable.
+struct CatalogZeroPoint {
+    double zeroPoint = std::numeric_limits<double>::quiet_NaN(), zeroPointErr = zeroPoint, scatter = zeroPoint;
+    int stars = 0, inImage = 0;
+    std::uint32_t flags = 0;
+};
+CatalogZeroPoint catalogZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg);
+/// A job source catalog position's light-curve point of one science epoch (status Pending).
+ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::int64_t scienceObsId, double mjd,
+                                   const std::string& filter, double zeroPoint, double zeroPointErr,
+                                   const PhotometryConfig& cfg);
 /// The target's light-curve point of one science epoch before any measurement (status Pending).
 ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t scienceObsId, double mjd,
                                    const std::string& filter, double zeroPoint, const PhotometryConfig& cfg);
@@ -92,8 +115,18 @@ std::vector<wcs::SkyPoint> ensembleStars(const PreparedImage& reference, int max
 /// Forced PSF fluxes of those stars on one science image, on the reference's scale (NaN: unusable).
 void ensembleFluxes(const PreparedImage& science, const DifferenceRun& run, const std::vector<wcs::SkyPoint>& stars,
                     std::vector<double>& flux, std::vector<double>& fluxErr);
-/// The ensemble normalisation of a target's epochs (one record per epoch, starFlux[epoch][star]).
-void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::vector<double>>& starFlux,
+/// The ensemble normalisation of a target's epochs: starFlux[epoch][star] for the epochs
+/// epochObsIds; applied to every record (target or source position) of those epochs.
+void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::int64_t>& epochObsIds,
+                     const std::vector<std::vector<double>>& starFlux,
                      const std::vector<std::vector<double>>& starFluxErr);
 
+/// Fake injection and recovery on one epoch (injection.cpp; InjectionConfig). Call after every
+/// product of the clean difference is made: it replaces images.zogy with the difference of the
+/// science image with fakes. Positions avoid the target, masked pixels, the border and each other;
+/// fluxes are set from the PSF-fit flux error of the clean difference at each position.
+std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, const PreparedImage& science,
+                                              DifferenceImages& images, const DifferenceRun& run,
+                                              const DifferenceConfig& diffConfig, const detect::DetectConfig& dc,
+                                              double zeroPoint, const InjectionConfig& cfg);
 }  // namespace astrid::pipeline::detail

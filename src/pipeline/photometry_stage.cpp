@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "astrid/core/angle.hpp"
 #include "astrid/photometry/photometry.hpp"
 #include "detail.hpp"
 
@@ -25,6 +26,88 @@ double referenceZeroPoint(const PreparedImage& reference, const PhotometryConfig
         }
     }
     return kNan;
+}
+
+OnImage positionsOnImage(const wcs::SkyWcs& wcs, int w, int h, double margin,
+                         const std::vector<catalog::CatalogSource>& sources) {
+    OnImage out;
+    const double cx = 0.5 * (w - 1), cy = 0.5 * (h - 1);
+    const auto centre = wcs.pixelToSky(cx, cy), step = wcs.pixelToSky(cx + 1.0, cy);
+    const double scaleDeg = angularSeparationDeg(centre.raDeg, centre.decDeg, step.raDeg, step.decDeg);
+    const double radius = 0.75 * std::hypot(w, h) * scaleDeg;  // generous: distortion, rotation
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+        const auto& s = sources[i];
+        if (angularSeparationDeg(centre.raDeg, centre.decDeg, s.raDeg, s.decDeg) > radius) continue;
+        try {
+            const auto p = wcs.skyToPixel(s.raDeg, s.decDeg);
+            if (!(p.x >= margin && p.y >= margin && p.x <= w - 1 - margin && p.y <= h - 1 - margin)) continue;
+            out.index.push_back(i);
+            out.x.push_back(p.x);
+            out.y.push_back(p.y);
+        } catch (const WcsError&) {
+            // no pixel for this position: not on the image
+        }
+    }
+    return out;
+}
+
+CatalogZeroPoint catalogZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg) {
+    CatalogZeroPoint out;
+    if (cfg.referenceStars.empty() || !reference.wcs || !reference.psf) return out;
+    const int w = reference.pixels.image.width(), h = reference.pixels.image.height();
+    const auto on = positionsOnImage(*reference.wcs, w, h, reference.psf->halfSize(), cfg.referenceStars);
+    std::vector<photometry::PixelPosition> pos;
+    std::vector<double> mags;
+    for (std::size_t k = 0; k < on.index.size(); ++k) {
+        pos.push_back({on.x[k], on.y[k]});
+        mags.push_back(cfg.referenceStars[on.index[k]].mag);
+    }
+    if (pos.empty()) return out;
+    const psf::PsfModel& model = *reference.psf;
+    const photometry::PsfProvider provider = [&model](double x, double y, double dx, double dy) {
+        return model.stampAt(x, y, dx, dy);
+    };
+    photometry::ForcedPsfConfig fc;
+    fc.fitRadiusPx = 2.0 * (reference.stars.fwhmPx > 0 ? reference.stars.fwhmPx : model.fwhmPx());
+    const auto fits = photometry::forcedPsfPhotometry(reference.pixels, pos, provider, fc);
+    std::vector<double> flux, fluxErr, mag;
+    for (std::size_t i = 0; i < fits.size(); ++i) {
+        // Saturated or masked stars and blends (a poor fit) would bias the zero point.
+        if (fits[i].flags & (photometry::kNoMeasurementFlags | bits(photometry::PhotFlag::Saturated) |
+                             bits(photometry::PhotFlag::Masked)))
+            continue;
+        if (!(fits[i].chi2PerDof < 5.0)) continue;
+        flux.push_back(fits[i].flux);
+        fluxErr.push_back(fits[i].fluxErr);
+        mag.push_back(mags[i]);
+    }
+    out.inImage = static_cast<int>(pos.size());
+    photometry::ZeroPointConfig zc;
+    zc.minSnr = cfg.referenceStarMinSnr;
+    const auto zp = photometry::zeroPointFromMagnitudes(flux, fluxErr, mag, {}, zc);
+    out.zeroPoint = zp.nUsed > 0 ? zp.zeroPoint : kNan;
+    out.zeroPointErr = zp.nUsed > 0 ? zp.zeroPointErr : kNan;
+    out.scatter = zp.scatter;
+    out.stars = zp.nUsed;
+    out.flags = zp.flags;
+    return out;
+}
+
+ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::int64_t scienceObsId, double mjd,
+                                   const std::string& filter, double zeroPoint, double zeroPointErr,
+                                   const PhotometryConfig& cfg) {
+    ForcedPhotometryRecord rec;
+    rec.scienceObsId = scienceObsId;
+    rec.sourceKind = 1;
+    rec.sourceId = source.id;
+    rec.ra = source.raDeg;
+    rec.dec = source.decDeg;
+    rec.mjd = mjd;
+    rec.filter = filter;
+    rec.limitSigma = cfg.upperLimitSigma;
+    rec.zeroPoint = zeroPoint;
+    rec.zeroPointErr = std::isfinite(zeroPoint) ? zeroPointErr : kNan;
+    return rec;
 }
 
 ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t scienceObsId, double mjd,
@@ -124,7 +207,8 @@ ForcedPhotometryRecord forcedAtTarget(ForcedPhotometryRecord rec, const Prepared
     mc.detectionSigma = cfg.detectionSigma;
     mc.upperLimitSigma = cfg.upperLimitSigma;
     if (std::isfinite(zeroPoint)) {
-        const auto m = photometry::toMagnitude(rec.flux, rec.fluxErr, zeroPoint, 0.0, mc);
+        const auto m = photometry::toMagnitude(rec.flux, rec.fluxErr, zeroPoint,
+                                               std::isfinite(rec.zeroPointErr) ? rec.zeroPointErr : 0.0, mc);
         rec.mag = m.mag;
         rec.magErr = m.magErr;
         rec.isUpperLimit = m.isUpperLimit();
@@ -217,11 +301,12 @@ void ensembleFluxes(const PreparedImage& science, const DifferenceRun& run, cons
     }
 }
 
-void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::vector<double>>& starFlux,
+void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::vector<std::int64_t>& epochObsIds,
+                     const std::vector<std::vector<double>>& starFlux,
                      const std::vector<std::vector<double>>& starFluxErr) {
-    // starFlux[epoch][star], one epoch per record of the target position.
+    // starFlux[epoch][star]; records of any position, matched to their epoch by scienceObsId.
     const int nEpochs = static_cast<int>(starFlux.size());
-    if (nEpochs == 0 || nEpochs != static_cast<int>(records.size())) return;
+    if (nEpochs == 0 || nEpochs != static_cast<int>(epochObsIds.size())) return;
     const int nStars = static_cast<int>(starFlux.front().size());
     photometry::FluxMatrix m;
     m.nStars = nStars;
@@ -239,11 +324,13 @@ void normalizeEpochs(std::vector<ForcedPhotometryRecord>& records, const std::ve
     } catch (const Error&) {
         return;  // too few epochs or stars: the points stay unnormalised (norm_factor 1)
     }
-    for (int e = 0; e < nEpochs; ++e) {
-        ForcedPhotometryRecord& r = records[static_cast<std::size_t>(e)];
-        const double c = ens.correction[static_cast<std::size_t>(e)];
-        const double cErr = ens.correctionErr[static_cast<std::size_t>(e)];
-        r.flags |= ens.epochFlags[static_cast<std::size_t>(e)];
+    for (ForcedPhotometryRecord& r : records) {
+        const auto at = std::find(epochObsIds.begin(), epochObsIds.end(), r.scienceObsId);
+        if (at == epochObsIds.end()) continue;
+        const auto e = static_cast<std::size_t>(at - epochObsIds.begin());
+        const double c = ens.correction[e];
+        const double cErr = ens.correctionErr[e];
+        r.flags |= ens.epochFlags[e];
         if (!std::isfinite(c) || !(c > 0.0) || r.status != PhotometryStatus::Done) continue;
         const auto nf = photometry::normalizeFlux(r.flux, r.fluxErr, c, std::isfinite(cErr) ? cErr : 0.0);
         r.normFactor = c;

@@ -122,8 +122,29 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
     // Photometry needs D's variance map; the ensemble normalisation the reference's bright stars.
     const bool photometry = config.photometry.enabled;
     DifferenceConfig diffConfig = config.difference;
-    diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry;
-    const double zeroPoint = detail::referenceZeroPoint(reference, config.photometry);
+    diffConfig.zogy.keepDiffVariance = diffConfig.zogy.keepDiffVariance || photometry || config.injection.perEpoch > 0;
+    double zeroPoint = detail::referenceZeroPoint(reference, config.photometry), zeroPointErr = 0.0;
+    if (photometry && !config.photometry.referenceStars.empty()) {
+        const auto zp = detail::catalogZeroPoint(reference, config.photometry);
+        if (std::isfinite(zp.zeroPoint)) {
+            zeroPoint = zp.zeroPoint;
+            zeroPointErr = zp.zeroPointErr;
+            logger->debug("{}: reference zero point {:.4f} +- {:.4f} from {} of {} catalog stars (scatter {:.3f} mag)",
+                          r.target.name, zp.zeroPoint, zp.zeroPointErr, zp.stars, zp.inImage, zp.scatter);
+        } else {
+            logger->warn("{}: the reference catalog gives no zero point ({} stars on the reference); {}", r.target.name,
+                         zp.inImage, std::isfinite(zeroPoint) ? "using the header's" : "fluxes only");
+        }
+    }
+    // Job source-catalog positions on the reference image (a cheap angular cut first: catalogs may
+    // be all-sky), measured on every science epoch like the target.
+    std::vector<const catalog::CatalogSource*> sources;
+    if (photometry && !config.photometry.sources.empty() && reference.wcs) {
+        const auto on = detail::positionsOnImage(*reference.wcs, reference.pixels.image.width(),
+                                                 reference.pixels.image.height(), 0.0, config.photometry.sources);
+        for (auto i : on.index) sources.push_back(&config.photometry.sources[i]);
+    }
+    std::vector<std::int64_t> epochObsIds;
     const auto ensembleStars = photometry ? detail::ensembleStars(reference, config.photometry.ensembleStars)
                                           : std::vector<wcs::SkyPoint>{};
     std::vector<std::vector<double>> starFlux, starFluxErr;
@@ -137,6 +158,11 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
         run.referenceObsId = ref.obs->obsId;
         ForcedPhotometryRecord point = detail::targetPoint(r.target, run.scienceObsId, li.obs->mjd, li.obs->filterBand,
                                                            zeroPoint, config.photometry);
+        point.zeroPointErr = std::isfinite(zeroPoint) ? zeroPointErr : point.zeroPointErr;
+        std::vector<ForcedPhotometryRecord> sourcePoints;
+        for (const auto* src : sources)
+            sourcePoints.push_back(detail::sourcePoint(*src, run.scienceObsId, li.obs->mjd, li.obs->filterBand, zeroPoint,
+                                                       zeroPointErr, config.photometry));
         std::vector<double> sf(ensembleStars.size(), std::numeric_limits<double>::quiet_NaN()), sfe = sf;
         try {
             PreparedImage science = prepareImage(std::move(li.planes), config.prepare);
@@ -150,6 +176,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
             }
             if (photometry) {
                 point = detail::forcedAtTarget(point, science, images, run, config.photometry);
+                for (auto& sp : sourcePoints) sp = detail::forcedAtTarget(sp, science, images, run, config.photometry);
                 detail::ensembleFluxes(science, run, ensembleStars, sf, sfe);
             }
             run.backgroundS = science.backgroundS;
@@ -161,6 +188,18 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
                 writeDifferenceFits(prefix, science, images, run);
                 run.diffPath = prefix + "diff.fits";
                 run.scorrPath = prefix + "scorr.fits";
+            }
+            if (config.injection.perEpoch > 0) {  // last: it replaces the clean difference in `images`
+                throwIfStopped(stop);
+                detect::DetectConfig dc = config.detect;
+                dc.thresholdSigma = config.difference.detectionThreshold;
+                try {
+                    auto fakes = detail::injectAndRecover(r.target, science, images, run, diffConfig, dc, zeroPoint,
+                                                          config.injection);
+                    r.injections.insert(r.injections.end(), fakes.begin(), fakes.end());
+                } catch (const Error& e) {  // the clean products stand; this epoch has no fakes
+                    logger->warn("{}: epoch {}: fake injection failed: {}", r.target.name, run.scienceObsId, e.what());
+                }
             }
             logger->debug("{}: epoch {} differenced: S_corr std {:.3f}, astrometric rms {:.3f} px, flux ratio {:.4f}",
                           r.target.name, run.scienceObsId, run.scorrStd, run.astrometricRmsPx, run.fluxRatio);
@@ -178,11 +217,15 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
             run.failReason = e.what();
         }
         if (photometry) {
-            if (run.status == TargetStatus::Failed && point.status != PhotometryStatus::Done) {
-                point.status = PhotometryStatus::Failed;
-                point.failReason = "no difference (" + stageName(run.failStage) + ")";
-            }
             points.push_back(std::move(point));
+            points.insert(points.end(), sourcePoints.begin(), sourcePoints.end());
+            for (std::size_t k = points.size() - 1 - sourcePoints.size(); k < points.size(); ++k) {
+                if (run.status == TargetStatus::Failed && points[k].status != PhotometryStatus::Done) {
+                    points[k].status = PhotometryStatus::Failed;
+                    points[k].failReason = "no difference (" + stageName(run.failStage) + ")";
+                }
+            }
+            epochObsIds.push_back(run.scienceObsId);
             starFlux.push_back(std::move(sf));
             starFluxErr.push_back(std::move(sfe));
         }
@@ -190,7 +233,7 @@ void differenceEpochs(TargetResult& r, std::vector<LoadedImage>& loaded, LoadedI
         failed += r.differences.back().status == TargetStatus::Failed;
     }
     if (photometry) {
-        detail::normalizeEpochs(points, starFlux, starFluxErr);
+        detail::normalizeEpochs(points, epochObsIds, starFlux, starFluxErr);
         r.forcedPhotometry = std::move(points);
     }
     if (failed > 0 && failed == static_cast<int>(r.differences.size()))

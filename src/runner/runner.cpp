@@ -28,6 +28,7 @@
 #include "astrid/output/journal.hpp"
 #include "astrid/output/run_file.hpp"
 #include "astrid/pipeline/pipeline.hpp"
+#include "astrid/report/completeness.hpp"
 #include "mpi_check.hpp"
 
 namespace astrid::runner {
@@ -398,6 +399,8 @@ public:
         file_->appendCandidates(rows.candidates, cOff, cTot);
         auto [fOff, fTot] = offsets(rows.forcedPhotometry.size());
         file_->appendForcedPhotometry(rows.forcedPhotometry, fOff, fTot);
+        auto [iOff, iTot] = offsets(rows.injections.size());
+        file_->appendInjections(rows.injections, iOff, iTot);
         file_->flush();
     }
 
@@ -413,6 +416,21 @@ public:
             file_->finish(end);
         } catch (const Error& e) {
             abortRun(e.what());
+        }
+        // Completeness from the injected fakes: /completeness and a PNG beside the output, written
+        // by rank 0 into the closed file before the journal says complete (a kill in between only
+        // means the resume writes them again). Derived data: a failure is a warning.
+        if (mpi_.rank() == 0 && complete) {
+            const std::string png = std::filesystem::path(file_->path()).replace_extension(".completeness.png").string();
+            try {
+                const auto s = report::writeCompletenessReport(file_->path(), png);
+                if (s.injected > 0)
+                    log::get("astrid.runner")
+                        ->info("completeness: {} of {} fakes recovered; {:.1f}% at S/N >= 8; 50% at S/N {:.1f}; figure {}",
+                               s.recovered, s.injected, 100.0 * s.efficiencyAtSnr8, s.snr50, png);
+            } catch (const std::exception& e) {
+                log::get("astrid.runner")->warn("completeness report not written: {}", e.what());
+            }
         }
         std::string problem;
         if (mpi_.rank() == 0 && complete) {

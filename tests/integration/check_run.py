@@ -21,7 +21,7 @@ def main() -> int:
 
     with h5py.File(a.run, "r") as f:
         attrs = dict(f.attrs)
-        assert attrs["schema_version"] == 2, attrs
+        assert attrs["schema_version"] == 3, attrs
         assert attrs["status"] == "complete", attrs["status"]
         assert attrs["n_ranks"] == a.ranks, attrs["n_ranks"]
         assert "catalog = " in attrs["config"], attrs["config"]

@@ -16,7 +16,8 @@ import sys
 import h5py
 import numpy as np
 
-TABLES = ["targets", "observations", "catalog_issues", "difference_runs", "candidates", "forced_photometry"]
+TABLES = ["targets", "observations", "catalog_issues", "difference_runs", "candidates", "forced_photometry",
+          "injections"]
 VOLATILE = {"wall_s", "rank", "background_s", "psf_s", "registration_s", "zogy_s"}
 
 
@@ -39,9 +40,10 @@ def main():
     ap.add_argument("expected")
     ap.add_argument("actual")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--tables", help="comma-separated subset of the tables to compare")
     a = ap.parse_args()
     bad = False
-    for t in TABLES:
+    for t in (a.tables.split(",") if a.tables else TABLES):
         e, names = rows(a.expected, t)
         g, _ = rows(a.actual, t)
         lost = e - g

@@ -29,7 +29,7 @@ def check(ok, what):
     if full:
         assert ok, what
 f = h5py.File(f"{work}/run.h5", "r")
-assert f.attrs["schema_version"] == 2
+assert f.attrs["schema_version"] == 3
 names = {r["target_id"]: r["name"].decode() for r in f["targets"][:]}
 path = {o["obs_id"]: o["fits_path"].decode() for o in f["observations"][:]}
 truth = {}

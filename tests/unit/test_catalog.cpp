@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "astrid/catalog/catalog.hpp"
+#include "astrid/catalog/sources.hpp"
 #include "astrid/core/angle.hpp"
 #include "astrid/core/error.hpp"
 #include "astrid/core/text.hpp"
@@ -832,4 +833,55 @@ TEST(CatalogSlice, BlocksPartitionTheListInOrder) {
     EXPECT_EQ(third.front().id, 6);
     EXPECT_THROW(astrid::catalog::sliceTargets(ten, {3, 3}), astrid::DataError);
     EXPECT_THROW(astrid::catalog::sliceTargets(ten, {0, 0}), astrid::DataError);
+}
+
+using namespace astrid;
+
+// Source catalogs (job keys source_catalog / reference_catalog): columns by name, clear errors.
+namespace {
+std::string writeSourceCsv(const std::string& name, const std::string& text) {
+    const auto p = std::filesystem::temp_directory_path() / ("astrid_src_" + std::to_string(::getpid()) + "_" + name);
+    std::ofstream(p) << text;
+    return p.string();
+}
+}  // namespace
+
+TEST(SourceCatalog, ColumnsByNameIdsAndMagnitudes) {
+    const auto p = writeSourceCsv("ok.csv", "# comment\nMAG,Dec,RA,id,extra\n20.5, -3.5, 338.4, 7, x\n\n,10,20,9,y\n");
+    const auto s = catalog::readSourceCatalog(p);
+    ASSERT_EQ(s.size(), 2u);
+    EXPECT_EQ(s[0].id, 7);
+    EXPECT_DOUBLE_EQ(s[0].raDeg, 338.4);
+    EXPECT_DOUBLE_EQ(s[0].decDeg, -3.5);
+    EXPECT_DOUBLE_EQ(s[0].mag, 20.5);
+    EXPECT_TRUE(std::isnan(s[1].mag));
+    try {  // a reference catalog needs every magnitude
+        (void)catalog::readSourceCatalog(p, true);
+        FAIL();
+    } catch (const CatalogError& e) {
+        EXPECT_EQ(e.line(), 5);
+        EXPECT_NE(std::string(e.what()).find("no magnitude"), std::string::npos);
+    }
+    std::filesystem::remove(p);
+}
+
+TEST(SourceCatalog, BadRowsAreErrorsNamingFileAndLine) {
+    auto expectError = [](const std::string& name, const std::string& text, long line, const std::string& what) {
+        const auto p = writeSourceCsv(name, text);
+        try {
+            (void)catalog::readSourceCatalog(p);
+            ADD_FAILURE() << name << " was accepted";
+        } catch (const CatalogError& e) {
+            EXPECT_EQ(e.line(), line) << e.what();
+            EXPECT_EQ(e.file(), p);
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+        }
+        std::filesystem::remove(p);
+    };
+    expectError("nocol.csv", "id,x,y\n1,2,3\n", 1, "no ra and dec");
+    expectError("badnum.csv", "ra,dec\n10,20\n10,abc\n", 3, "dec 'abc'");
+    expectError("range.csv", "ra,dec\n400,20\n", 2, "outside");
+    expectError("dup.csv", "id,ra,dec\n1,10,20\n1,11,21\n", 3, "duplicate id 1");
+    expectError("fields.csv", "ra,dec,mag\n10,20\n", 2, "2 fields");
+    EXPECT_THROW((void)catalog::readSourceCatalog("/nonexistent/x.csv"), CatalogError);
 }

@@ -5,12 +5,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "astrid/core/error.hpp"
 #include "astrid/output/journal.hpp"
 #include "astrid/output/reader.hpp"
 #include "astrid/output/run_file.hpp"
+#include "astrid/report/completeness.hpp"
 
 using namespace astrid;
 namespace fs = std::filesystem;
@@ -75,7 +77,7 @@ TEST(Output, WriteAndReadBackSerially) {
     EXPECT_EQ(rd.observations().size(), 6u);
     EXPECT_EQ(rd.rowCount("catalog_issues"), 0u);
     EXPECT_EQ(rd.tables(), (std::vector<std::string>{"candidates", "catalog_issues", "difference_runs", "forced_photometry",
-                                                      "observations", "targets"}));
+                                                      "injections", "observations", "targets"}));
     std::ostringstream csv;
     rd.writeCsv("targets", csv);
     const std::string text = csv.str();
@@ -255,4 +257,41 @@ TEST(Journal, ConfigDifferencesNameTheKeys) {
     EXPECT_TRUE(output::configDifferences("a = 1\n", "a=1").empty());
     EXPECT_EQ(output::fingerprint("").size(), 16u);
     EXPECT_NE(output::fingerprint("a"), output::fingerprint("b"));
+}
+
+// Completeness from injection rows: the curve per filter and for all, and its 50% point.
+TEST(Completeness, CurvesPerFilterAndTheFiftyPercentPoint) {
+    std::vector<output::InjectionRow> inj;
+    std::vector<output::ObservationRow> obs(2);
+    obs[0].obsId = 1;
+    output::setText(obs[0].filterBand, "g");
+    obs[1].obsId = 2;
+    output::setText(obs[1].filterBand, "r");
+    for (int i = 0; i < 2000; ++i) {
+        output::InjectionRow r{};
+        r.scienceObsId = 1 + i % 2;
+        r.snrTrue = 0.5 + 0.01 * i;  // 0.5 .. 20.5
+        r.recovered = r.snrTrue >= 5.0 ? 1 : 0;
+        r.mag = 25.0 - 0.001 * i;
+        r.magLimit = 23.0;
+        inj.push_back(r);
+    }
+    const auto rows = report::completeness(inj, obs);
+    const auto s = report::summarize(rows, inj);
+    EXPECT_EQ(s.injected, 2000);
+    EXPECT_DOUBLE_EQ(s.efficiencyAtSnr8, 1.0);
+    EXPECT_NEAR(s.snr50, 5.0, 0.6);  // a step at 5 between bin centres 4.5 and 5.5
+    std::set<std::string> filters;
+    std::int64_t allInjected = 0;
+    for (const auto& r : rows) {
+        filters.insert(output::getText(r.filter));
+        if (output::getText(r.filter) == "all" && r.binKind == 0) {
+            allInjected += r.injected;
+            if (r.hi <= 5.0) EXPECT_EQ(r.recovered, 0);
+            if (r.lo >= 5.0) EXPECT_EQ(r.recovered, r.injected);
+            EXPECT_GT(r.efficiencyErr, 0.0);
+        }
+    }
+    EXPECT_EQ(allInjected, 2000);
+    EXPECT_EQ(filters, (std::set<std::string>{"all", "g", "r"}));
 }

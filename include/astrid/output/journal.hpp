@@ -30,6 +30,7 @@ struct RowBatch {
     std::vector<DifferenceRunRow> differenceRuns;
     std::vector<CandidateRow> candidates;
     std::vector<ForcedPhotometryRow> forcedPhotometry;
+    std::vector<InjectionRow> injections;
 
     /// The rows of one finished target (the table converters of schema.hpp).
     void add(std::int32_t targetIndex, const pipeline::TargetResult& result);

@@ -31,6 +31,7 @@ public:
     std::vector<DifferenceRunRow> differenceRuns() const;
     std::vector<CandidateRow> candidates() const;
     std::vector<ForcedPhotometryRow> forcedPhotometry() const;
+    std::vector<InjectionRow> injections() const;
 
     /// Writes any compound table as CSV (header of member names; enums by name; strings quoted
     /// when needed). Throws H5Error when the table does not exist.

@@ -53,6 +53,7 @@ public:
     void appendDifferenceRuns(std::span<const DifferenceRunRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendCandidates(std::span<const CandidateRow> rows, std::uint64_t offset, std::uint64_t total);
     void appendForcedPhotometry(std::span<const ForcedPhotometryRow> rows, std::uint64_t offset, std::uint64_t total);
+    void appendInjections(std::span<const InjectionRow> rows, std::uint64_t offset, std::uint64_t total);
 
     /// Writes (replacing) a string attribute on the root, e.g. `merged_from`. Collective in parallel mode.
     void setRootAttribute(const std::string& name, const std::string& value);

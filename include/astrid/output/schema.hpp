@@ -13,7 +13,7 @@
 
 namespace astrid::output {
 
-inline constexpr int kSchemaVersion = 2;  ///< 2: /candidates and /forced_photometry
+inline constexpr int kSchemaVersion = 3;  ///< 2: /candidates and /forced_photometry; 3: /injections
 
 inline constexpr const char* kTargetsTable = "targets";
 inline constexpr const char* kObservationsTable = "observations";
@@ -21,6 +21,7 @@ inline constexpr const char* kCatalogIssuesTable = "catalog_issues";
 inline constexpr const char* kDifferenceRunsTable = "difference_runs";
 inline constexpr const char* kCandidatesTable = "candidates";
 inline constexpr const char* kForcedPhotometryTable = "forced_photometry";
+inline constexpr const char* kInjectionsTable = "injections";
 
 /// Copies `s` into a fixed char array, NUL-padded; too-long text ends with "..." so the truncation shows.
 template <std::size_t N>
@@ -151,7 +152,22 @@ struct ForcedPhotometryRow {
     std::uint32_t flags;
 };
 
+/// /injections: one row per fake injected into a science epoch (pipeline::InjectionRecord): the
+/// truth and what detection made of it; completeness is recovered / injected per magnitude bin.
+struct InjectionRow {
+    std::int64_t targetId;
+    std::int64_t scienceObsId;
+    std::int32_t index;
+    double x, y, ra, dec;
+    double fluxSci, mag, magLimit, snrTrue;
+    std::int8_t hostKind;    ///< 0 blank sky, 1 near a detected source
+    double hostOffsetPx;
+    std::int8_t recovered;
+    double candX, candY, candSignificance, candFlux, candFluxErr, candFwhm, candSharpness;
+};
+
 TargetRow toTargetRow(const pipeline::TargetResult& r);
+std::vector<InjectionRow> toInjectionRows(const pipeline::TargetResult& r);
 std::vector<CandidateRow> toCandidateRows(const pipeline::TargetResult& r);
 std::vector<ForcedPhotometryRow> toForcedPhotometryRows(const pipeline::TargetResult& r);
 std::vector<DifferenceRunRow> toDifferenceRunRows(const pipeline::TargetResult& r);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "astrid/catalog/sources.hpp"
+
 #include "astrid/background/background.hpp"
 #include "astrid/detect/detect.hpp"
 #include "astrid/diff/zogy.hpp"
@@ -79,6 +81,31 @@ struct PhotometryConfig {
     std::array<double, 3> apertureRadiiFwhm{1.0, 2.0, 3.0};  ///< in the science image's FWHM
     double annulusInnerFwhm = 4.0, annulusOuterFwhm = 6.0;  ///< science-image aperture background
     int ensembleStars = 60;        ///< brightest clean reference stars for the ensemble normalisation
+    /// Job source catalog: forced photometry at each of these positions that falls on a science
+    /// image, on every epoch (/forced_photometry rows with source_kind 1), normalised like the target.
+    std::vector<catalog::CatalogSource> sources;
+    /// Reference catalog (stars with magnitudes): the reference image's zero point from forced PSF
+    /// fits at these positions (photometry::zeroPointFromMagnitudes), instead of its header.
+    std::vector<catalog::CatalogSource> referenceStars;
+    double referenceStarMinSnr = 20.0;  ///< catalog stars fainter than this on the reference are not used
+};
+
+/// Fake point sources injected into every science epoch to measure completeness and to label
+/// training data (issue #5). They go into a copy of the prepared science image, after its PSF was
+/// measured and after the clean difference made every product, and that copy is differenced
+/// again: fakes never reach /candidates, /forced_photometry or the ensemble normalisation.
+struct InjectionConfig {
+    int perEpoch = 0;               ///< fakes per science epoch; 0: no injection
+    /// Magnitudes relative to the epoch's 5-sigma limit at each position (PSF fit on the clean
+    /// difference): uniform in [dmagMin, dmagMax], i.e. true S/N from 5 x 10^(-0.4 dmagMax) to
+    /// 5 x 10^(-0.4 dmagMin) (defaults: 2 to 50).
+    double dmagMin = -2.5, dmagMax = 1.0;
+    double hostFraction = 0.5;      ///< fraction placed 0.5-2 FWHM from a detected source (hosts, stars)
+    double minTargetDistanceFwhm = 10.0;  ///< no fake this close to the target
+    double minSeparationFwhm = 6.0;       ///< fakes are at least this far apart
+    double marginPx = 32.0;         ///< from the border (a 63 px cutout fits)
+    double matchRadiusFwhm = 1.0;   ///< a positive candidate this close recovers a fake
+    std::uint64_t seed = 1;         ///< with the target id and the epoch: the same fakes on a resume
 };
 
 struct PipelineConfig {
@@ -91,6 +118,7 @@ struct PipelineConfig {
     bool detectCandidates = true;
     detect::DetectConfig detect;
     PhotometryConfig photometry;
+    InjectionConfig injection;
 };
 
 }  // namespace astrid::pipeline

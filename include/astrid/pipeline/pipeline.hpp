@@ -3,6 +3,7 @@
 // MPI and no global state: the runner calls it on every rank, tests call it on one core.
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -105,6 +106,25 @@ struct ForcedPhotometryRecord {
     std::uint32_t flags = 0;
 };
 
+/// One injected fake (InjectionConfig) and what detection made of it.
+struct InjectionRecord {
+    static constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    std::int64_t scienceObsId = -1;
+    int index = 0;                   ///< within the epoch
+    double x = 0.0, y = 0.0;         ///< science pixels (0-based)
+    double ra = nan, dec = nan;
+    double fluxSci = 0.0;            ///< injected flux, science ADU
+    double mag = nan;                ///< on the reference's zero point (NaN without one)
+    double magLimit = nan;           ///< 5-sigma limit at this position, same zero point
+    double snrTrue = 0.0;            ///< fluxSci / sigma of a PSF fit on the clean difference there
+    std::int8_t hostKind = 0;        ///< 0 blank sky, 1 near a detected source
+    double hostOffsetPx = nan;       ///< distance to that source (host kind 1)
+    bool recovered = false;          ///< a positive candidate within the match radius
+    /// The matching candidate (NaN when not recovered).
+    double candX = nan, candY = nan, candSignificance = nan, candFlux = nan, candFluxErr = nan;
+    double candFwhm = nan, candSharpness = nan;
+};
+
 /// Everything a target produced: plain data the runner ships to the writer.
 struct TargetResult {
     catalog::Target target;
@@ -116,6 +136,7 @@ struct TargetResult {
     std::vector<DifferenceRun> differences;  ///< one per science epoch that reached differencing
     std::vector<CandidateRecord> candidates;
     std::vector<ForcedPhotometryRecord> forcedPhotometry;
+    std::vector<InjectionRecord> injections;  ///< fakes of every epoch (InjectionConfig)
     double wallSeconds = 0.0;
     int rank = 0;           ///< set by the runner
     /// The failure may not recur (an archive that could not be listed, an unexpected exception):
