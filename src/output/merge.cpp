@@ -250,6 +250,8 @@ MergeSummary mergeSlices(const std::vector<std::string>& inputs, const std::stri
         file.appendCandidates(candidates, 0, candidates.size());
         const auto forced = r.forcedPhotometry();
         file.appendForcedPhotometry(forced, 0, forced.size());
+        const auto injections = r.injections();
+        file.appendInjections(injections, 0, injections.size());
         summary.targetsOk += ok;
         summary.targetsFailed += failed;
         summary.targetsSkipped += skipped;
@@ -257,6 +259,7 @@ MergeSummary mergeSlices(const std::vector<std::string>& inputs, const std::stri
         summary.differenceRuns += differenceRuns.size();
         summary.candidates += candidates.size();
         summary.forcedPhotometry += forced.size();
+        summary.injections += injections.size();
         end.endUtc = std::max(end.endUtc, s.endUtc);
         end.wallS += s.wallS;
     }

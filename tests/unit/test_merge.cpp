@@ -35,7 +35,8 @@ std::string config(const std::string& output, const std::string& slice, const st
 }
 
 /// A slice file with `ids` as targets (target id 3 fails), one observation, difference run and
-/// forced-photometry row per target, candidates for even ids, and two catalog issues.
+/// forced-photometry row and two injections per target, candidates for even ids, and two catalog
+/// issues.
 void writeSlice(const std::string& path, const std::string& configText, const std::vector<std::int64_t>& ids,
                 bool finish = true, const std::string& issueName = "bad1") {
     auto f = output::RunFile::create(path, {configText, "astrid run x.ini", "2026-01-0" + std::to_string(1 + ids.size() % 5) + "T00:00:00Z", 2});
@@ -54,6 +55,7 @@ void writeSlice(const std::string& path, const std::string& configText, const st
     std::vector<output::DifferenceRunRow> diffs;
     std::vector<output::CandidateRow> cands;
     std::vector<output::ForcedPhotometryRow> forced;
+    std::vector<output::InjectionRow> injections;
     std::int64_t ok = 0, failed = 0;
     for (auto id : ids) {
         output::TargetRow t{};
@@ -80,12 +82,20 @@ void writeSlice(const std::string& path, const std::string& configText, const st
         p.targetId = id;
         p.flux = 100.0 + static_cast<double>(id);
         forced.push_back(p);
+        for (int k = 0; k < 2; ++k) {
+            output::InjectionRow j{};
+            j.targetId = id;
+            j.index = k;
+            j.mag = 20.0 + k;
+            injections.push_back(j);
+        }
     }
     f.appendTargets(targets, 0, targets.size());
     f.appendObservations(obs, 0, obs.size());
     f.appendDifferenceRuns(diffs, 0, diffs.size());
     f.appendCandidates(cands, 0, cands.size());
     f.appendForcedPhotometry(forced, 0, forced.size());
+    f.appendInjections(injections, 0, injections.size());
     if (finish) f.finish({"2026-01-09T00:00:00Z", "complete", ok, failed, 0, 10.0});
 }
 
@@ -156,6 +166,10 @@ TEST(Merge, JoinsSlicesIntoOneRunFile) {
     const auto forced = r.forcedPhotometry();
     ASSERT_EQ(forced.size(), 10u);
     EXPECT_DOUBLE_EQ(forced[9].flux, 109.0);
+    const auto injections = r.injections();
+    ASSERT_EQ(injections.size(), 20u);
+    EXPECT_EQ(injections[19].targetId, 9);
+    EXPECT_EQ(s.injections, 20u);
     const auto issues = r.catalogIssues();  // once, not once per slice
     ASSERT_EQ(issues.size(), 2u);
     EXPECT_EQ(output::getText(issues[1].category), "beyond limit");
