@@ -43,7 +43,7 @@ int cmdRun(int argc, char** argv) {
     if (root) {
         try {
             const auto report = catalog::readCatalog(cfg.catalog, parseCatalogFormat(cfg.catalogFormat), cfg.filter);
-            input.targets = report.targets;
+            input.targets = cfg.slice ? catalog::sliceTargets(report.targets, *cfg.slice) : report.targets;
             input.catalogIssues = runner::catalogIssueRows(report);
             archive::LocalArchive check(cfg.archive);
             // Fail before any work when the output cannot be written (not after hours of it).
@@ -55,6 +55,9 @@ int cmdRun(int argc, char** argv) {
             log::get("astrid.run")->info("{}: {} targets ({} rejected, {} excluded); archive {}; {} rank(s); output {}",
                                          cfg.catalog, report.targets.size(), report.rejected.size(),
                                          report.excluded.size(), check.describe(), mpi.size(), cfg.output);
+            if (cfg.slice)
+                log::get("astrid.run")->info("slice {}/{}: {} of the {} targets", cfg.slice->index, cfg.slice->count,
+                                             input.targets.size(), report.targets.size());
         } catch (const Error& e) {
             problem = e.what();
         }

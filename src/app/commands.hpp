@@ -9,4 +9,5 @@ int cmdStack(int argc, char** argv);
 int cmdDiff(int argc, char** argv);
 int cmdInspect(int argc, char** argv);
 int cmdImportZtf(int argc, char** argv);
+int cmdMerge(int argc, char** argv);
 }  // namespace astrid::app

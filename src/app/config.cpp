@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -38,6 +39,7 @@ po::options_description jobOptions() {
         ("min_year", po::value<int>(), "keep targets discovered in this year or later")
         ("limit", po::value<long long>(), "keep the first N targets (after the other filters)")
         ("types", po::value<std::string>(), "comma-separated type prefixes to keep, e.g. Ia,II")
+        ("slice", po::value<std::string>(), "i/N: keep the i-th (0-based) of N contiguous blocks of the filtered targets (job arrays; astrid merge joins the outputs)")
         ("days_before", po::value<double>()->default_value(p.select.daysBefore), "reference window start, days before discovery")
         ("ref_margin_days", po::value<double>()->default_value(p.select.refMarginDays), "reference window ends this many days before discovery")
         ("days_after", po::value<double>()->default_value(p.select.daysAfter), "science window end, days after discovery")
@@ -78,6 +80,23 @@ po::options_description jobOptions() {
         ("max_retries", po::value<int>()->default_value(r.maxRetries), "extra attempts, on another rank, of a target whose failure is transient (archive unreachable, internal error)")
         ("log_level", po::value<std::string>()->default_value("info"), "trace | debug | info | warn | error | off");
     return d;
+}
+
+catalog::Slice parseSlice(const std::string& text) {
+    const auto bad = [&] { return ConfigError("must be i/N with 0 <= i < N (e.g. 3/16), not '" + text + "'", "slice"); };
+    const auto slash = text.find('/');
+    if (slash == std::string::npos) throw bad();
+    const auto number = [&](std::string_view part) {
+        part = text::trim(part);
+        std::size_t v = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+        if (part.empty() || ec != std::errc() || end != part.data() + part.size()) throw bad();
+        return v;
+    };
+    const catalog::Slice slice{number(std::string_view(text).substr(0, slash)),
+                               number(std::string_view(text).substr(slash + 1))};
+    if (slice.count == 0 || slice.index >= slice.count) throw bad();
+    return slice;
 }
 
 catalog::CatalogFormat parseCatalogFormat(const std::string& text) {
@@ -167,6 +186,7 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
         if (lim < 0) throw ConfigError("must be >= 0", "limit");
         c.filter.limit = static_cast<std::size_t>(lim);
     }
+    if (vm.count("slice")) c.slice = parseSlice(get<std::string>(vm, "slice"));
     if (vm.count("types")) {
         const std::string types = get<std::string>(vm, "types");  // split() returns views into it
         for (auto t : text::split(types, ','))
@@ -260,10 +280,15 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     return c;
 }
 
-std::string resultConfig(const JobConfig& c) {
-    static const std::vector<std::string> operational = {
+const std::vector<std::string>& operationalKeys() {
+    static const std::vector<std::string> keys = {
         "output", "log_level", "checkpoint_targets", "checkpoint_seconds", "scheduler_computes",
         "prefetch", "progress_seconds", "max_retries", "fft_effort", "fft_wisdom"};
+    return keys;
+}
+
+std::string resultConfig(const JobConfig& c) {
+    const auto& operational = operationalKeys();
     std::string out;
     const std::string all = dumpConfig(c);  // split() returns views into it
     for (auto line : text::split(all, '\n')) {
@@ -293,6 +318,7 @@ std::string dumpConfig(const JobConfig& c) {
         for (std::size_t i = 0; i < c.filter.types.size(); ++i) o << (i ? "," : "") << c.filter.types[i];
         o << "\n";
     }
+    if (c.slice) o << "slice = " << c.slice->index << "/" << c.slice->count << "\n";
     o << "days_before = " << s.daysBefore << "\n"
       << "ref_margin_days = " << s.refMarginDays << "\n"
       << "days_after = " << s.daysAfter << "\n"

@@ -21,6 +21,7 @@ struct JobConfig {
     std::string output = "astrid_run.h5";
     std::string sourceCatalog, referenceCatalog;  ///< job source / reference catalogs ("" = none)
     catalog::CatalogFilter filter;
+    std::optional<catalog::Slice> slice;  ///< job key `slice = i/N`: applied after the filter
     pipeline::PipelineConfig pipeline;
     runner::RunOptions run;  ///< outputPath/configText/commandLine filled by finalize()
     std::string logLevel = "info";
@@ -41,7 +42,11 @@ std::string dumpConfig(const JobConfig& config);
 /// The lines of dumpConfig() that shape results: without the output path, logging, checkpoint,
 /// scheduling, retry and FFT-planning keys, which a resume may change. A resume must match them.
 std::string resultConfig(const JobConfig& config);
+/// The keys resultConfig() leaves out: those a resume (or the slices of one merge) may change.
+const std::vector<std::string>& operationalKeys();
 
 catalog::CatalogFormat parseCatalogFormat(const std::string& text);
+/// "i/N" (0 <= i < N) as a catalog::Slice; throws ConfigError naming the key `slice`.
+catalog::Slice parseSlice(const std::string& text);
 
 }  // namespace astrid::app

@@ -19,6 +19,7 @@ void usage(std::ostream& out) {
         << "  stack      co-add exposures of one epoch onto the first one's grid and flux scale\n"
         << "  diff       register and subtract one reference/science pair (ZOGY), write FITS + JSON\n"
         << "  inspect    summarise a run file, list failures, export a table as CSV\n"
+        << "  merge      join the outputs of a job array's slices (slice = i/N) into one run file\n"
         << "  import-ztf convert ZTF alert packets (Avro) into the /training layout, labelled by drb\n";
 }
 }  // namespace
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
         if (cmd == "diff") return astrid::app::cmdDiff(argc - 1, argv + 1);
         if (cmd == "inspect") return astrid::app::cmdInspect(argc - 1, argv + 1);
         if (cmd == "import-ztf") return astrid::app::cmdImportZtf(argc - 1, argv + 1);
+        if (cmd == "merge") return astrid::app::cmdMerge(argc - 1, argv + 1);
         std::cerr << "astrid: unknown command '" << cmd << "'\n\n";
         usage(std::cerr);
         return 1;

@@ -279,6 +279,19 @@ void writeTargetsCsv(std::ostream& out, const std::vector<Target>& targets) {
     }
 }
 
+std::vector<Target> sliceTargets(const std::vector<Target>& targets, Slice slice) {
+    if (slice.count == 0 || slice.index >= slice.count)
+        throw DataError("slice " + std::to_string(slice.index) + "/" + std::to_string(slice.count) +
+                        ": the index must be in [0, N) and N >= 1");
+    const std::size_t n = targets.size();
+    // floor(i n / N) without forming i * n: i (n / N) + floor(i (n % N) / N).
+    const std::size_t q = n / slice.count, r = n % slice.count;
+    const auto bound = [&](std::size_t i) { return i * q + i * r / slice.count; };
+    const auto first = targets.begin() + static_cast<std::ptrdiff_t>(bound(slice.index));
+    const auto last = targets.begin() + static_cast<std::ptrdiff_t>(bound(slice.index + 1));
+    return std::vector<Target>(first, last);
+}
+
 std::string formatName(CatalogFormat format) {
     switch (format) {
         case CatalogFormat::Auto: return "auto";

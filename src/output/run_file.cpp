@@ -255,6 +255,10 @@ void RunFile::appendTraining(const TrainingBatch& batch, std::uint64_t offset, s
 
 const std::optional<training::TripletLayout>& RunFile::trainingLayout() const noexcept { return impl_->trainingLayout; }
 
+void RunFile::setRootAttribute(const std::string& name, const std::string& value) {
+    writeStringAttr(impl_->file.get(), name.c_str(), value);
+}
+
 void RunFile::flush() {
     h5::check(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL), (impl_->path + ": flush failed").c_str());
 }

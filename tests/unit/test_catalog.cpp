@@ -808,6 +808,33 @@ TEST(CatalogRobustness, RandomAndMutatedLines) {
 }  // namespace
 }  // namespace astrid::catalog
 
+TEST(CatalogSlice, BlocksPartitionTheListInOrder) {
+    for (std::size_t n : {0u, 1u, 7u, 100u, 101u}) {
+        std::vector<astrid::catalog::Target> all(n);
+        for (std::size_t i = 0; i < n; ++i) all[i].id = static_cast<std::int64_t>(i) * 3;  // ids with gaps
+        for (std::size_t count : {1u, 2u, 3u, 8u, 150u}) {
+            std::vector<std::int64_t> joined;
+            std::size_t smallest = n, largest = 0;
+            for (std::size_t i = 0; i < count; ++i) {
+                const auto part = astrid::catalog::sliceTargets(all, {i, count});
+                smallest = std::min(smallest, part.size());
+                largest = std::max(largest, part.size());
+                for (const auto& t : part) joined.push_back(t.id);
+            }
+            ASSERT_EQ(joined.size(), n) << n << " in " << count;
+            for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(joined[i], all[i].id);  // contiguous, in order, no overlap
+            EXPECT_LE(largest - std::min(smallest, largest), 1u) << n << " in " << count;
+        }
+    }
+    std::vector<astrid::catalog::Target> ten(10);
+    for (int i = 0; i < 10; ++i) ten[static_cast<std::size_t>(i)].id = i;
+    const auto third = astrid::catalog::sliceTargets(ten, {2, 3});  // [floor(20/3), 10) = [6, 10)
+    ASSERT_EQ(third.size(), 4u);
+    EXPECT_EQ(third.front().id, 6);
+    EXPECT_THROW(astrid::catalog::sliceTargets(ten, {3, 3}), astrid::DataError);
+    EXPECT_THROW(astrid::catalog::sliceTargets(ten, {0, 0}), astrid::DataError);
+}
+
 using namespace astrid;
 
 // Source catalogs (job keys source_catalog / reference_catalog): columns by name, clear errors.

@@ -108,3 +108,25 @@ TEST(Config, DumpedConfigReadsBackIdentically) {
     EXPECT_FALSE(d.pipeline.select.requireBoth);
     EXPECT_EQ(d.run.checkpointTargets, 7);
 }
+
+TEST(Config, SliceKey) {
+    Job job("catalog = c.txt\narchive = a\nslice = 2/5\n");
+    const auto c = parse({"--config", job.file.string()});
+    ASSERT_TRUE(c.slice);
+    EXPECT_EQ(c.slice->index, 2u);
+    EXPECT_EQ(c.slice->count, 5u);
+    EXPECT_NE(c.run.configText.find("\nslice = 2/5\n"), std::string::npos);
+    EXPECT_NE(c.run.resultConfig.find("slice = 2/5"), std::string::npos);  // another slice is another campaign
+    EXPECT_EQ(parse({"--config", job.file.string(), "--slice", " 0 / 1 "}).slice->count, 1u);
+    EXPECT_FALSE(parse({"--catalog", "c", "--archive", "a"}).slice);
+    EXPECT_EQ(app::dumpConfig(parse({"--catalog", "c", "--archive", "a"})).find("slice"), std::string::npos);
+    for (const char* bad : {"5/5", "1/0", "3", "a/4", "-1/4", "1/4x", "/4", ""}) {
+        try {
+            parse({"--config", job.file.string(), "--slice", bad});
+            FAIL() << "slice '" << bad << "' accepted";
+        } catch (const ConfigError& e) {
+            EXPECT_EQ(e.key(), "slice") << bad;
+            EXPECT_NE(std::string(e.what()).find("i/N"), std::string::npos) << e.what();
+        }
+    }
+}

@@ -86,6 +86,17 @@ struct CatalogFilter {
     std::vector<std::string> types;
 };
 
+/// One of `count` contiguous blocks of a target list: a job-array slice (job key `slice = i/N`).
+struct Slice {
+    std::size_t index = 0;  ///< 0-based, < count
+    std::size_t count = 1;
+};
+
+/// The targets of block `slice.index` of `slice.count`: [floor(i n / N), floor((i + 1) n / N)) of
+/// the n targets, in order. The blocks of 0..N-1 partition the list and differ in size by at most
+/// one; when N > n some are empty. Throws DataError when count is 0 or index >= count.
+std::vector<Target> sliceTargets(const std::vector<Target>& targets, Slice slice);
+
 /// Everything a read produced. format is the resolved layout (Sai or Csv, never Auto).
 struct CatalogReport {
     std::string file;

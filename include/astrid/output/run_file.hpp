@@ -65,6 +65,8 @@ public:
     /// Whether the file has /training, and its layout.
     const std::optional<training::TripletLayout>& trainingLayout() const noexcept;
 
+    /// Writes (replacing) a string attribute on the root, e.g. `merged_from`. Collective in parallel mode.
+    void setRootAttribute(const std::string& name, const std::string& value);
     /// Makes everything written so far durable on disk (H5Fflush).
     void flush();
     /// Writes the end attributes and closes; throws H5Error when the close fails.
