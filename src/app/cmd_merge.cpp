@@ -52,7 +52,7 @@ int cmdMerge(int argc, char** argv) {
               << (s.targetsOk + s.targetsFailed + s.targetsSkipped) << " targets (" << s.targetsOk << " ok, "
               << s.targetsFailed << " failed, " << s.targetsSkipped << " skipped), " << s.observations
               << " observations, " << s.differenceRuns << " difference runs, " << s.candidates << " candidates, "
-              << s.forcedPhotometry << " forced-photometry rows, " << s.injections << " injections\n";
+              << s.forcedPhotometry << " forced-photometry rows, " << s.injections << " injections, " << s.triplets << " triplets\n";
     if (!s.missing.empty()) {
         std::cout << "astrid merge: warning: " << s.missing.size() << " slice(s) missing:";
         for (auto i : s.missing) std::cout << " " << i;

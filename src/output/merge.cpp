@@ -208,6 +208,18 @@ MergeSummary mergeSlices(const std::vector<std::string>& inputs, const std::stri
     }
     RunEnd end;
     end.status = "complete";
+    // /training: every slice has it with the same layout, or none has it.
+    std::optional<training::TripletLayout> layout;
+    for (std::size_t k = 0; k < slices.size(); ++k) {
+        const auto info = RunReader(slices[k].path).trainingInfo();
+        if (k == 0 && info) layout = info->layout;
+        const bool same = info && layout && info->layout.planesAttribute() == layout->planesAttribute() &&
+                          info->layout.width == layout->width && info->layout.height == layout->height;
+        if (info.has_value() != layout.has_value() || (info && !same))
+            throw DataError(slices[k].path + " and " + slices[0].path +
+                            " differ in their /training (present in one only, or another triplet layout)");
+    }
+    meta.training = layout;
 
     const fs::path tmp = out.string() + ".merging";
     RemoveOnFailure guard{tmp};
@@ -252,6 +264,14 @@ MergeSummary mergeSlices(const std::vector<std::string>& inputs, const std::stri
         file.appendForcedPhotometry(forced, 0, forced.size());
         const auto injections = r.injections();
         file.appendInjections(injections, 0, injections.size());
+        if (layout) {  // triplets in blocks, so memory stays bounded whatever the slice's size
+            const std::uint64_t n = r.trainingInfo()->count;
+            for (std::uint64_t start = 0; start < n; start += 1024) {
+                const auto batch = r.readTraining(start, 1024);
+                file.appendTraining(batch, 0, batch.size());
+            }
+            summary.triplets += n;
+        }
         summary.targetsOk += ok;
         summary.targetsFailed += failed;
         summary.targetsSkipped += skipped;

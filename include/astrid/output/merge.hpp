@@ -23,7 +23,7 @@ struct MergeSummary {
     std::vector<std::size_t> merged;       ///< slice indices merged, ascending
     std::vector<std::size_t> missing;      ///< slice indices of 0..N-1 not given (allowMissing)
     std::int64_t targetsOk = 0, targetsFailed = 0, targetsSkipped = 0;
-    std::uint64_t observations = 0, differenceRuns = 0, candidates = 0, forcedPhotometry = 0, injections = 0,
+    std::uint64_t observations = 0, differenceRuns = 0, candidates = 0, forcedPhotometry = 0, injections = 0, triplets = 0,
                   catalogIssues = 0;
 };
 
