@@ -49,7 +49,7 @@ pipeline::TargetResult result(std::int64_t id, pipeline::TargetStatus status) {
 TEST(Output, WriteAndReadBackSerially) {
     const std::string path = (fs::temp_directory_path() / ("astrid_out_" + std::to_string(::getpid()) + ".h5")).string();
     {
-        auto f = output::RunFile::create(path, {"catalog = x\n", "astrid run --config x.ini", "2026-01-01T00:00:00Z", 1});
+        auto f = output::RunFile::create(path, {"catalog = x\n", "astrid run --config x.ini", "2026-01-01T00:00:00Z", 1, std::nullopt});
         std::vector<output::TargetRow> rows;
         std::vector<output::ObservationRow> obs;
         for (int i = 0; i < 3; ++i) {
@@ -122,7 +122,7 @@ TEST(Output, CandidatesAndForcedPhotometryRoundTrip) {
     failed.failReason = "position off the image";
     r.forcedPhotometry = {f, failed};
     {
-        auto file = output::RunFile::create(path, {"", "", "", 1});
+        auto file = output::RunFile::create(path, {"", "", "", 1, std::nullopt});
         const auto cr = output::toCandidateRows(r);
         const auto fr = output::toForcedPhotometryRows(r);
         file.appendCandidates(cr, 0, cr.size());
