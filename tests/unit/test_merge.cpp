@@ -39,7 +39,7 @@ std::string config(const std::string& output, const std::string& slice, const st
 /// issues.
 void writeSlice(const std::string& path, const std::string& configText, const std::vector<std::int64_t>& ids,
                 bool finish = true, const std::string& issueName = "bad1") {
-    auto f = output::RunFile::create(path, {configText, "astrid run x.ini", "2026-01-0" + std::to_string(1 + ids.size() % 5) + "T00:00:00Z", 2});
+    auto f = output::RunFile::create(path, {configText, "astrid run x.ini", "2026-01-0" + std::to_string(1 + ids.size() % 5) + "T00:00:00Z", 2, {}});
     std::vector<output::CatalogIssueRow> issues(2);
     for (int k = 0; k < 2; ++k) {
         issues[k] = {};

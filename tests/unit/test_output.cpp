@@ -287,8 +287,12 @@ TEST(Completeness, CurvesPerFilterAndTheFiftyPercentPoint) {
         filters.insert(output::getText(r.filter));
         if (output::getText(r.filter) == "all" && r.binKind == 0) {
             allInjected += r.injected;
-            if (r.hi <= 5.0) EXPECT_EQ(r.recovered, 0);
-            if (r.lo >= 5.0) EXPECT_EQ(r.recovered, r.injected);
+            if (r.hi <= 5.0) {
+                EXPECT_EQ(r.recovered, 0);
+            }
+            if (r.lo >= 5.0) {
+                EXPECT_EQ(r.recovered, r.injected);
+            }
             EXPECT_GT(r.efficiencyErr, 0.0);
         }
     }
