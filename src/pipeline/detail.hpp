@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "astrid/photometry/forced_psf.hpp"
 #include "astrid/pipeline/difference.hpp"
 #include "astrid/pipeline/pipeline.hpp"
 
@@ -96,6 +97,34 @@ struct CatalogZeroPoint {
     std::uint32_t flags = 0;
 };
 CatalogZeroPoint catalogZeroPoint(const PreparedImage& reference, const PhotometryConfig& cfg);
+/// D / F_D with its variance map and ZOGY's mask as one MaskedImage, for the photometry module,
+/// without copying: the planes are moved out of `z` for the view's lifetime and back after.
+class DifferenceView {
+public:
+    explicit DifferenceView(diff::ZogyResult& z) : z_(z) {
+        d_.image = std::move(z.diff);
+        d_.variance = std::move(z.diffVariance);
+        d_.mask = std::move(z.mask);
+    }
+    ~DifferenceView() {
+        z_.diff = std::move(d_.image);
+        z_.diffVariance = std::move(d_.variance);
+        z_.mask = std::move(d_.mask);
+    }
+    DifferenceView(const DifferenceView&) = delete;
+    DifferenceView& operator=(const DifferenceView&) = delete;
+    const MaskedImage& image() const noexcept { return d_; }
+
+private:
+    diff::ZogyResult& z_;
+    MaskedImage d_;
+};
+/// The forced PSF fit on a difference: every mask bit but Edge excludes a pixel (Edge pixels are
+/// within P_D's reach of a masked one, usable), over the core of radius 2 FWHM (the wings add
+/// noise, not signal, and reach masked pixels: cli_photometry_campaign, 146 instead of 140 of 156
+/// points unflagged, pulls 1.19 vs 1.22).
+photometry::ForcedPsfConfig differenceFitConfig(double fwhmPx);
+
 /// A job source catalog position's light-curve point of one science epoch (status Pending).
 ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::int64_t scienceObsId, double mjd,
                                    const std::string& filter, double zeroPoint, double zeroPointErr,

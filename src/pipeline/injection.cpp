@@ -101,21 +101,14 @@ std::vector<InjectionRecord> injectAndRecover(const catalog::Target& target, con
 
     // The 1-sigma flux error of a PSF fit on the clean difference at each position (what the
     // forced photometry measures there): the fakes' S/N scale.
-    auto& z = images.zogy;
-    MaskedImage d;
-    d.image = std::move(z.diff);
-    d.variance = std::move(z.diffVariance);
-    d.mask = std::move(z.mask);
-    photometry::ForcedPsfConfig fc;
-    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
-    fc.fitRadiusPx = 2.0 * fwhm;
     std::vector<photometry::PixelPosition> pos;
     for (const auto& s : spots) pos.push_back({s.x, s.y});
     std::vector<photometry::ForcedPsfResult> sigma;
-    if (!d.variance.empty()) sigma = photometry::forcedPsfPhotometry(d, pos, z.psfD, fc);
-    z.diff = std::move(d.image);
-    z.diffVariance = std::move(d.variance);
-    z.mask = std::move(d.mask);
+    {
+        const DifferenceView view(images.zogy);
+        if (!view.image().variance.empty())
+            sigma = photometry::forcedPsfPhotometry(view.image(), pos, images.zogy.psfD, differenceFitConfig(fwhm));
+    }
     if (sigma.empty()) return out;
 
     PreparedImage injected = science;

@@ -93,15 +93,17 @@ CatalogZeroPoint catalogZeroPoint(const PreparedImage& reference, const Photomet
     return out;
 }
 
-ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::int64_t scienceObsId, double mjd,
-                                   const std::string& filter, double zeroPoint, double zeroPointErr,
-                                   const PhotometryConfig& cfg) {
+namespace {
+/// A light-curve point before any measurement (status Pending): identity, epoch, zero point.
+ForcedPhotometryRecord pendingPoint(std::int8_t kind, std::int64_t id, double ra, double dec, std::int64_t scienceObsId,
+                                    double mjd, const std::string& filter, double zeroPoint, double zeroPointErr,
+                                    const PhotometryConfig& cfg) {
     ForcedPhotometryRecord rec;
     rec.scienceObsId = scienceObsId;
-    rec.sourceKind = 1;
-    rec.sourceId = source.id;
-    rec.ra = source.raDeg;
-    rec.dec = source.decDeg;
+    rec.sourceKind = kind;
+    rec.sourceId = id;
+    rec.ra = ra;
+    rec.dec = dec;
     rec.mjd = mjd;
     rec.filter = filter;
     rec.limitSigma = cfg.upperLimitSigma;
@@ -109,21 +111,25 @@ ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::in
     rec.zeroPointErr = std::isfinite(zeroPoint) ? zeroPointErr : kNan;
     return rec;
 }
+}  // namespace
+
+ForcedPhotometryRecord sourcePoint(const catalog::CatalogSource& source, std::int64_t scienceObsId, double mjd,
+                                   const std::string& filter, double zeroPoint, double zeroPointErr,
+                                   const PhotometryConfig& cfg) {
+    return pendingPoint(1, source.id, source.raDeg, source.decDeg, scienceObsId, mjd, filter, zeroPoint, zeroPointErr,
+                        cfg);
+}
 
 ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t scienceObsId, double mjd,
                                    const std::string& filter, double zeroPoint, const PhotometryConfig& cfg) {
-    ForcedPhotometryRecord rec;
-    rec.scienceObsId = scienceObsId;
-    rec.sourceKind = 0;
-    rec.sourceId = target.id;
-    rec.ra = target.raDeg;
-    rec.dec = target.decDeg;
-    rec.mjd = mjd;
-    rec.filter = filter;
-    rec.limitSigma = cfg.upperLimitSigma;
-    rec.zeroPoint = zeroPoint;
-    rec.zeroPointErr = std::isfinite(zeroPoint) ? 0.0 : kNan;
-    return rec;
+    return pendingPoint(0, target.id, target.raDeg, target.decDeg, scienceObsId, mjd, filter, zeroPoint, 0.0, cfg);
+}
+
+photometry::ForcedPsfConfig differenceFitConfig(double fwhmPx) {
+    photometry::ForcedPsfConfig fc;
+    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
+    fc.fitRadiusPx = 2.0 * fwhmPx;
+    return fc;
 }
 
 ForcedPhotometryRecord forcedAtTarget(ForcedPhotometryRecord rec, const PreparedImage& science, DifferenceImages& images,
@@ -144,28 +150,22 @@ ForcedPhotometryRecord forcedAtTarget(ForcedPhotometryRecord rec, const Prepared
     // background before its transforms, so D near a masked pixel that held light (a host galaxy's
     // saturated core, a bad column across the source) is wrong, and such points are not to be
     // trusted (the photometry campaign: pulls of 5-70 sigma among them, none among the others).
-    auto& z = images.zogy;
-    MaskedImage d;
-    d.image = std::move(z.diff);
-    d.variance = std::move(z.diffVariance);
-    d.mask = std::move(z.mask);
-    photometry::ForcedPsfConfig fc;
-    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
-    // The fit uses the core (2 FWHM): the wings add noise, not signal, and reach masked pixels
-    // (cli_photometry_campaign: 146 instead of 140 of 156 points unflagged, pulls 1.19 vs 1.22).
-    fc.fitRadiusPx = 2.0 * (run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0);
-    const photometry::PixelPosition pos{p.x, p.y};
-    const auto fit = photometry::forcedPsfPhotometry(d, std::span(&pos, 1), z.psfD, fc).front();
     const double fwhm = run.fwhmSciencePx > 0 ? run.fwhmSciencePx : 3.0;
+    const photometry::ForcedPsfConfig fc = differenceFitConfig(fwhm);
+    photometry::ForcedPsfResult fit;
+    photometry::ApertureResult apD;
     photometry::ApertureConfig ac;
-    for (std::size_t i = 0; i < 3; ++i) rec.apRadiusPx[i] = cfg.apertureRadiiFwhm[i] * fwhm;
-    ac.radiiPx.assign(rec.apRadiusPx.begin(), rec.apRadiusPx.end());
-    ac.background = photometry::LocalBackground::None;  // D has no background
-    ac.badMaskBits = fc.badMaskBits;
-    const auto apD = photometry::aperturePhotometry(d, p.x, p.y, ac);
-    z.diff = std::move(d.image);
-    z.diffVariance = std::move(d.variance);
-    z.mask = std::move(d.mask);
+    {  // the planes go back into images.zogy at the end of this block
+        const DifferenceView view(images.zogy);
+        const MaskedImage& d = view.image();
+        const photometry::PixelPosition pos{p.x, p.y};
+        fit = photometry::forcedPsfPhotometry(d, std::span(&pos, 1), images.zogy.psfD, fc).front();
+        for (std::size_t i = 0; i < 3; ++i) rec.apRadiusPx[i] = cfg.apertureRadiiFwhm[i] * fwhm;
+        ac.radiiPx.assign(rec.apRadiusPx.begin(), rec.apRadiusPx.end());
+        ac.background = photometry::LocalBackground::None;  // D has no background
+        ac.badMaskBits = fc.badMaskBits;
+        apD = photometry::aperturePhotometry(d, p.x, p.y, ac);
+    }
     ac.background = photometry::LocalBackground::Median;
     ac.annulusInnerPx = cfg.annulusInnerFwhm * fwhm;
     ac.annulusOuterPx = cfg.annulusOuterFwhm * fwhm;
