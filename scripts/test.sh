@@ -18,6 +18,6 @@ if [ "${ASTRID_SANITIZERS:-1}" != 0 ]; then
   # Open MPI's own allocations look like leaks to LeakSanitizer: leak checking for the non-MPI tests only.
   # The SLURM test (label slurm) runs once, in the pass above: it exercises the job scripts and
   # daemons, not new astrid code paths, and its daemons and timing do not belong under ASan.
-  (cd "$build-asan" && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j "$(nproc)" -L mpi -LE slurm ${CTEST_ARGS:-})
-  (cd "$build-asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$(nproc)" -LE 'mpi|slurm' ${CTEST_ARGS:-})
+  (cd "$build-asan" && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j "$(nproc)" -L mpi -LE 'slurm|durability' ${CTEST_ARGS:-})
+  (cd "$build-asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$(nproc)" -LE 'mpi|slurm|durability' ${CTEST_ARGS:-})
 fi
