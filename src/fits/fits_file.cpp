@@ -444,4 +444,24 @@ ImagePlanes readImagePlanes(const std::string& spec) {
     return out;
 }
 
+ChecksumReport verifyChecksums(const std::string& path) {
+    auto f = FitsFile::open(path);
+    fitsfile* fp = F(f.handle_);
+    ChecksumReport r;
+    int n = 0, status = 0;
+    if (fits_get_num_hdus(fp, &n, &status)) f.fail(status, "cannot count the HDUs");
+    for (int i = 1; i <= n; ++i) {
+        int type = 0;
+        if (fits_movabs_hdu(fp, i, &type, &status)) f.fail(status, "cannot move to HDU " + std::to_string(i - 1));
+        int dataOk = 0, hduOk = 0;  // 1 correct, 0 keyword absent, -1 wrong
+        if (fits_verify_chksum(fp, &dataOk, &hduOk, &status)) f.fail(status, "cannot verify checksums");
+        ++r.hdus;
+        if (dataOk != 0 || hduOk != 0) ++r.withChecksum;
+        if (r.problem.empty() && (dataOk < 0 || hduOk < 0))
+            r.problem = "HDU " + std::to_string(i - 1) + ": " + (dataOk < 0 ? "DATASUM" : "CHECKSUM") +
+                        " does not match the bytes (corrupted file)";
+    }
+    return r;
+}
+
 }  // namespace astrid::fits

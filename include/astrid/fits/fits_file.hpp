@@ -32,6 +32,18 @@ enum class OpenMode { ReadOnly, ReadWrite };
 /// Storage type for written images; images are always read as float or double.
 enum class PixelType { Float32, Float64, Int16, Int32, UInt8 };
 
+/// What the FITS DATASUM/CHECKSUM keywords of a file say about it.
+struct ChecksumReport {
+    int hdus = 0;          ///< HDUs examined
+    int withChecksum = 0;  ///< HDUs carrying DATASUM or CHECKSUM
+    std::string problem;   ///< empty when every present checksum verifies; else which HDU and key fail
+};
+
+/// Verifies the DATASUM and CHECKSUM keywords of every HDU of a file (cfitsio fits_verify_chksum).
+/// HDUs without them are counted, not failed: many archives write none. Throws FitsError when
+/// the file cannot be read as FITS at all (a truncated or non-FITS download).
+ChecksumReport verifyChecksums(const std::string& path);
+
 class FitsFile {
 public:
     /// Opens an existing file (gzip-compressed files read transparently). Throws FitsError.
@@ -77,6 +89,7 @@ public:
     void close();
 
 private:
+    friend ChecksumReport verifyChecksums(const std::string& path);
     FitsFile(void* handle, std::string path) : handle_(handle), path_(std::move(path)) {}
     FitsFile(void* handle, std::string path, std::shared_ptr<void> memory)
         : handle_(handle), path_(std::move(path)), memory_(std::move(memory)) {}
