@@ -9,6 +9,7 @@ pkg_check_modules(FFTW3 REQUIRED IMPORTED_TARGET fftw3 fftw3f)
 # gzipped FITS stamps in memory.
 pkg_check_modules(AVRO REQUIRED IMPORTED_TARGET avro-c)
 find_package(ZLIB REQUIRED)
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)  # archive downloads (MAST, IRSA)
 
 # fftw3-mpi ships neither a .pc file nor a CMake config on Debian. ZOGY runs in single precision,
 # so the runner shares the single-precision planner's wisdom (fftwf_mpi_*).
