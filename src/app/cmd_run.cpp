@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/archive_select.hpp"
 #include "app/commands.hpp"
 #include "app/config.hpp"
 #include "astrid/archive/archive.hpp"
@@ -45,7 +46,7 @@ int cmdRun(int argc, char** argv) {
             const auto report = catalog::readCatalog(cfg.catalog, parseCatalogFormat(cfg.catalogFormat), cfg.filter);
             input.targets = cfg.slice ? catalog::sliceTargets(report.targets, *cfg.slice) : report.targets;
             input.catalogIssues = runner::catalogIssueRows(report);
-            archive::LocalArchive check(cfg.archive);
+            const auto check = makeArchive(cfg);
             // Fail before any work when the output cannot be written (not after hours of it).
             const auto dir = std::filesystem::absolute(cfg.output).parent_path();
             if (!std::filesystem::is_directory(dir) || ::access(dir.c_str(), W_OK) != 0)
@@ -54,7 +55,7 @@ int cmdRun(int argc, char** argv) {
                                   "output");
             log::get("astrid.run")->info("{}: {} targets ({} rejected, {} excluded); archive {}; {} rank(s); output {}",
                                          cfg.catalog, report.targets.size(), report.rejected.size(),
-                                         report.excluded.size(), check.describe(), mpi.size(), cfg.output);
+                                         report.excluded.size(), check->describe(), mpi.size(), cfg.output);
             if (cfg.slice)
                 log::get("astrid.run")->info("slice {}/{}: {} of the {} targets", cfg.slice->index, cfg.slice->count,
                                              input.targets.size(), report.targets.size());
@@ -70,10 +71,7 @@ int cmdRun(int argc, char** argv) {
 
     runner::RunSummary s;
     try {
-        const std::string archiveRoot = cfg.archive;
-        s = runner::runCampaign(
-            mpi, input, [archiveRoot] { return std::make_unique<archive::LocalArchive>(archiveRoot); }, cfg.pipeline,
-            cfg.run);
+        s = runner::runCampaign(mpi, input, [&cfg] { return makeArchive(cfg); }, cfg.pipeline, cfg.run);
     } catch (const ConfigError& e) {
         // Every rank refuses together (the output cannot be resumed with this job): nothing to unwind.
         if (root) std::cerr << "astrid run: error: " << e.what() << "\n";

@@ -10,4 +10,6 @@ int cmdDiff(int argc, char** argv);
 int cmdInspect(int argc, char** argv);
 int cmdImportZtf(int argc, char** argv);
 int cmdMerge(int argc, char** argv);
+int cmdQuery(int argc, char** argv);
+int cmdStage(int argc, char** argv);
 }  // namespace astrid::app

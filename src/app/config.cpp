@@ -35,6 +35,14 @@ po::options_description jobOptions() {
         ("catalog", po::value<std::string>(), "target catalog (SAI sncat layout or CSV)")
         ("catalog_format", po::value<std::string>()->default_value("auto"), "auto | sai | csv")
         ("archive", po::value<std::string>(), "local archive root: one directory of FITS files per target")
+        ("manifest", po::value<std::string>(), "query manifest (astrid query) to read instead of a local archive")
+        ("cache", po::value<std::string>(), "download cache of the manifest's products (astrid stage)")
+        ("fetch_on_demand", po::value<bool>()->default_value(false), "download products missing from the cache during the run (else: offline)")
+        ("mast_url", po::value<std::string>()->default_value(""), "MAST mirror: rewrite the manifest's MAST product URLs to this base")
+        ("irsa_url", po::value<std::string>()->default_value(""), "IRSA mirror: rewrite the manifest's IRSA product URLs to this base")
+        ("http_max_per_host", po::value<int>()->default_value(4), "concurrent downloads per archive host, whole job (ranks share the cache's lock files)")
+        ("http_attempts", po::value<int>()->default_value(6), "attempts per download (exponential backoff with jitter between them)")
+        ("http_stall_seconds", po::value<double>()->default_value(60.0), "abandon (and retry) a transfer that stalls this long")
         ("output", po::value<std::string>()->default_value("astrid_run.h5"), "the run's HDF5 file")
         ("min_year", po::value<int>(), "keep targets discovered in this year or later")
         ("limit", po::value<long long>(), "keep the first N targets (after the other filters)")
@@ -177,6 +185,17 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     };
     c.catalog = path("catalog");
     c.archive = path("archive");
+    c.manifest = path("manifest");
+    c.cache = path("cache");
+    c.fetchOnDemand = get<bool>(vm, "fetch_on_demand");
+    c.mastUrl = get<std::string>(vm, "mast_url");
+    c.irsaUrl = get<std::string>(vm, "irsa_url");
+    c.httpMaxPerHost = get<int>(vm, "http_max_per_host");
+    c.httpAttempts = get<int>(vm, "http_attempts");
+    c.httpStallSeconds = get<double>(vm, "http_stall_seconds");
+    if (c.httpMaxPerHost < 1) throw ConfigError("must be >= 1", "http_max_per_host");
+    if (c.httpAttempts < 1) throw ConfigError("must be >= 1", "http_attempts");
+    requirePositive(c.httpStallSeconds, "http_stall_seconds");
     c.output = path("output");
     c.catalogFormat = get<std::string>(vm, "catalog_format");
     (void)parseCatalogFormat(c.catalogFormat);
@@ -236,7 +255,17 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     c.logLevel = get<std::string>(vm, "log_level");
     (void)log::parseLevel(c.logLevel, "log_level");
     if (c.catalog.empty()) throw ConfigError("no target catalog given (job key or --catalog)", "catalog");
-    if (c.archive.empty()) throw ConfigError("no archive given (job key or --archive)", "archive");
+    if (c.archive.empty() && c.manifest.empty())
+        throw ConfigError("no archive given (job key or --archive; or --manifest with --cache)", "archive");
+    if (!c.archive.empty() && !c.manifest.empty()) {
+        // The command line wins over the job file (`astrid run sim/campaign.ini --manifest m.json`).
+        const bool archiveCli = fromCli.count("archive") > 0, manifestCli = fromCli.count("manifest") > 0;
+        if (archiveCli == manifestCli)
+            throw ConfigError("give either a local archive or a manifest, not both", "manifest");
+        (manifestCli ? c.archive : c.manifest).clear();
+    }
+    if (!c.manifest.empty() && c.cache.empty())
+        throw ConfigError("a manifest needs a download cache (job key or --cache)", "cache");
     if (c.output.empty()) throw ConfigError("no output file given", "output");
     c.run.fftWisdomPath = path("fft_wisdom");
     c.pipeline.detectCandidates = get<bool>(vm, "detect");
@@ -283,7 +312,8 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
 const std::vector<std::string>& operationalKeys() {
     static const std::vector<std::string> keys = {
         "output", "log_level", "checkpoint_targets", "checkpoint_seconds", "scheduler_computes",
-        "prefetch", "progress_seconds", "max_retries", "fft_effort", "fft_wisdom"};
+        "prefetch", "progress_seconds", "max_retries", "fft_effort", "fft_wisdom",
+        "cache", "fetch_on_demand", "mast_url", "irsa_url", "http_max_per_host", "http_attempts", "http_stall_seconds"};
     return keys;
 }
 
@@ -309,7 +339,17 @@ std::string dumpConfig(const JobConfig& c) {
     if (!c.jobFile.empty()) o << "# from " << c.jobFile << "\n";
     o << "catalog = " << c.catalog << "\n"
       << "catalog_format = " << c.catalogFormat << "\n"
-      << "archive = " << c.archive << "\n"
+      << "archive = " << c.archive << "\n";
+    if (!c.manifest.empty())
+        o << "manifest = " << c.manifest << "\n"
+          << "cache = " << c.cache << "\n"
+          << "fetch_on_demand = " << b(c.fetchOnDemand) << "\n"
+          << "mast_url = " << c.mastUrl << "\n"
+          << "irsa_url = " << c.irsaUrl << "\n"
+          << "http_max_per_host = " << c.httpMaxPerHost << "\n"
+          << "http_attempts = " << c.httpAttempts << "\n"
+          << "http_stall_seconds = " << c.httpStallSeconds << "\n";
+    o
       << "output = " << c.output << "\n";
     if (c.filter.minYear) o << "min_year = " << *c.filter.minYear << "\n";
     if (c.filter.limit) o << "limit = " << *c.filter.limit << "\n";

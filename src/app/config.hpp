@@ -18,6 +18,13 @@ struct JobConfig {
     std::string catalog;
     std::string catalogFormat = "auto";
     std::string archive;
+    // Remote archives (issue #7): a query manifest + download cache instead of a local archive.
+    std::string manifest, cache;
+    bool fetchOnDemand = false;
+    std::string mastUrl, irsaUrl;  ///< mirrors: product URLs of the manifest's endpoints are rewritten to these
+    int httpMaxPerHost = 4;
+    int httpAttempts = 6;
+    double httpStallSeconds = 60.0;
     std::string output = "astrid_run.h5";
     std::string sourceCatalog, referenceCatalog;  ///< job source / reference catalogs ("" = none)
     catalog::CatalogFilter filter;

@@ -20,7 +20,9 @@ void usage(std::ostream& out) {
         << "  diff       register and subtract one reference/science pair (ZOGY), write FITS + JSON\n"
         << "  inspect    summarise a run file, list failures, export a table as CSV\n"
         << "  merge      join the outputs of a job array's slices (slice = i/N) into one run file\n"
-        << "  import-ztf convert ZTF alert packets (Avro) into the /training layout, labelled by drb\n";
+        << "  import-ztf convert ZTF alert packets (Avro) into the /training layout, labelled by drb\n"
+        << "  query      look catalog targets up in MAST/IRSA, pair references with science epochs: a manifest\n"
+        << "  stage      download a manifest's products into a cache (idempotent, resumable)\n";
 }
 }  // namespace
 
@@ -43,6 +45,8 @@ int main(int argc, char** argv) {
         if (cmd == "inspect") return astrid::app::cmdInspect(argc - 1, argv + 1);
         if (cmd == "import-ztf") return astrid::app::cmdImportZtf(argc - 1, argv + 1);
         if (cmd == "merge") return astrid::app::cmdMerge(argc - 1, argv + 1);
+        if (cmd == "query") return astrid::app::cmdQuery(argc - 1, argv + 1);
+        if (cmd == "stage") return astrid::app::cmdStage(argc - 1, argv + 1);
         std::cerr << "astrid: unknown command '" << cmd << "'\n\n";
         usage(std::cerr);
         return 1;
