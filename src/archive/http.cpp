@@ -333,6 +333,7 @@ struct HttpClient::Impl {
         curl_off_t ra = -1;
         if (curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0) a.retryAfterS = static_cast<double>(ra);
         if (code != CURLE_OK) a.curlMessage = errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(code));
+        if (code == CURLE_OPERATION_TIMEDOUT) a.curlMessage = "timed out (" + a.curlMessage + ")";
         return a;
     }
 
@@ -500,6 +501,8 @@ DownloadResult HttpClient::download(const std::string& url, const fs::path& dest
         if (syncFailed) throw IoError("cannot fsync " + part.string() + ": " + std::strerror(errno));
         lastStatus = a.status;
         const std::int64_t now = std::max<std::int64_t>(0, fileSize(part));
+        if (now == 0 && !(a.code == CURLE_OK && a.status >= 200 && a.status < 300))
+            fs::remove(part, ec);  // nothing to resume: leave no empty file behind
         if (st.rangeMismatch) {
             fs::remove(part, ec);
             lastReason = "the server answered a Range request with another range (" + st.contentRange + ")";

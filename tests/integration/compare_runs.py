@@ -6,7 +6,7 @@ Columns that legitimately differ between runs (wall-clock timings, the rank that
 left out; every other column must match exactly (run with fft_effort = estimate, whose FFT plans,
 and so results, do not depend on timing). Rows may come in any order.
 
-usage: compare_runs.py EXPECTED.h5 ACTUAL.h5 [--quiet]
+usage: compare_runs.py EXPECTED.h5 ACTUAL.h5 [--quiet] [--tables T,..] [--ignore COL,..]
 Exit status 0 when every table matches; 1 with a report of lost and duplicated rows otherwise.
 """
 import argparse
@@ -21,12 +21,12 @@ TABLES = ["targets", "observations", "catalog_issues", "difference_runs", "candi
 VOLATILE = {"wall_s", "rank", "background_s", "psf_s", "registration_s", "zogy_s"}
 
 
-def rows(path, table):
+def rows(path, table, ignore=()):
     with h5py.File(path, "r") as f:
         if table not in f:
             raise SystemExit(f"{path}: no table /{table}")
         data = f[table][()]
-    keep = [n for n in data.dtype.names if n not in VOLATILE]
+    keep = [n for n in data.dtype.names if n not in VOLATILE and n not in ignore]
     out = []
     for r in data:
         # NaN != NaN: compare the bytes' repr of each value instead.
@@ -41,11 +41,13 @@ def main():
     ap.add_argument("actual")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--tables", help="comma-separated subset of the tables to compare")
+    ap.add_argument("--ignore", default="", help="comma-separated further columns to leave out (e.g. fits_path)")
     a = ap.parse_args()
     bad = False
     for t in (a.tables.split(",") if a.tables else TABLES):
-        e, names = rows(a.expected, t)
-        g, _ = rows(a.actual, t)
+        ignore = set(filter(None, a.ignore.split(",")))
+        e, names = rows(a.expected, t, ignore)
+        g, _ = rows(a.actual, t, ignore)
         lost = e - g
         extra = g - e
         n_e, n_g = sum(e.values()), sum(g.values())
