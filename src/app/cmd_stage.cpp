@@ -103,7 +103,7 @@ int cmdStage(int argc, char** argv) {
     std::atomic<std::int64_t> bytesNow{0};
     std::mutex failMutex;
     std::vector<std::pair<archive::Product, std::string>> failures;
-    std::atomic<int> resumed{0};
+    std::atomic<int> resumed{0}, meanwhile{0};
     const auto t0 = Clock::now();
     auto worker = [&] {
         archive::HttpClient http(hc);
@@ -111,6 +111,8 @@ int cmdStage(int argc, char** argv) {
             try {
                 const auto f = cache.fetch(todo[i], http, [&](std::int64_t n) { bytesNow += n; });
                 if (f.download.resumed) ++resumed;
+                // Another process (a second stage, a rank fetching on demand) finished it while we waited.
+                if (f.outcome == archive::ProductCache::Outcome::Cached) ++meanwhile;
             } catch (const Error& e) {
                 std::lock_guard lock(failMutex);
                 failures.emplace_back(todo[i], e.what());
@@ -155,10 +157,13 @@ int cmdStage(int argc, char** argv) {
     for (auto& t : threads) t.join();
     if (!todo.empty()) report(true);
     const double el = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::cout << "astrid stage: " << todo.size() - failures.size() << " downloaded ("
+    std::cout << "astrid stage: " << todo.size() - failures.size() - static_cast<std::size_t>(meanwhile.load())
+              << " downloaded ("
               << megabytes(static_cast<double>(bytesNow.load())) << " in " << fmt::format("{:.1f}", el) << " s"
               << (resumed ? fmt::format(", {} resumed", resumed.load()) : std::string()) << "), "
-              << all.size() - todo.size() << " already in the cache, " << failures.size() << " failed\n";
+              << all.size() - todo.size() + static_cast<std::size_t>(meanwhile.load()) << " already in the cache"
+              << (meanwhile ? fmt::format(" ({} fetched meanwhile by another process)", meanwhile.load()) : std::string())
+              << ", " << failures.size() << " failed\n";
     for (const auto& [p, why] : failures) {
         std::string names;
         for (const auto& n : targetsOf[cache.pathFor(p).string()]) names += (names.empty() ? "" : ", ") + n;
