@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -101,7 +102,8 @@ int cmdStage(int argc, char** argv) {
 
     std::atomic<std::size_t> next{0}, filesDone{0};
     std::atomic<std::int64_t> bytesNow{0};
-    std::mutex failMutex;
+    std::mutex failMutex, doneMutex;
+    std::condition_variable doneCv;
     std::vector<std::pair<archive::Product, std::string>> failures;
     std::atomic<int> resumed{0}, meanwhile{0};
     const auto t0 = Clock::now();
@@ -118,7 +120,11 @@ int cmdStage(int argc, char** argv) {
                 failures.emplace_back(todo[i], e.what());
                 logger->error("{}", e.what());
             }
-            ++filesDone;
+            {
+                std::lock_guard lock(doneMutex);
+                ++filesDone;
+            }
+            doneCv.notify_all();
         }
     };
     std::vector<std::thread> threads;
@@ -148,7 +154,10 @@ int cmdStage(int argc, char** argv) {
     };
     auto lastReport = Clock::now();
     while (filesDone.load() < todo.size()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        {
+            std::unique_lock lock(doneMutex);
+            doneCv.wait_for(lock, std::chrono::milliseconds(50), [&] { return filesDone.load() >= todo.size(); });
+        }
         if (std::chrono::duration<double>(Clock::now() - lastReport).count() >= every) {
             report(false);
             lastReport = Clock::now();
