@@ -5,6 +5,8 @@
 # median of REPEATS runs, every run into an empty directory).
 #
 # usage: bench/download.sh [BUILD_DIR] [SMALL_COUNT] [LARGE_COUNT] [STREAMS] [REPEATS]
+# astrid verifies each file's FITS checksums (a second read) and fsyncs it before the rename;
+# astrid-nofsync is `astrid stage --fsync false`; curl does neither.
 # The Python server is one process (threads under the GIL): it caps both clients alike; the
 # figures compare the clients, not what a real archive serves.
 set -euo pipefail
@@ -77,7 +79,7 @@ for set in small large; do
   bytes=$(du -sb "$work/files/$set" | cut -f1)
   count=$(ls "$work/files/$set" | wc -l)
   for j in 1 "$streams"; do
-    for client in curl astrid; do
+    for client in curl astrid astrid-nofsync; do
       times=()
       for r in $(seq "$repeats"); do
         out="$work/out-$set-$j-$client-$r"
@@ -87,8 +89,9 @@ for set in small large; do
           if [ "$j" = 1 ]; then times+=("$(seconds curl -sf --config "$work/cfg")")
           else times+=("$(seconds curl -sf -Z --parallel-max "$j" --config "$work/cfg")"); fi
         else
+          sync=true; [ "$client" = astrid-nofsync ] && sync=false
           times+=("$(seconds "$astrid" stage --manifest "$work/$set.json" --cache "$out" --jobs "$j" \
-                    --max-per-host "$j" --progress none --log-level warn)")
+                    --max-per-host "$j" --fsync "$sync" --progress none --log-level warn)")
           test "$(find "$out/objects" -name '*.fits' | wc -l)" -eq "$count"
         fi
         rm -rf "$out"

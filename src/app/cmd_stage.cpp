@@ -43,6 +43,7 @@ int cmdStage(int argc, char** argv) {
         ("max-per-host", po::value<int>()->default_value(4), "concurrent downloads per host, across every process using the cache")
         ("http-attempts", po::value<int>()->default_value(6), "attempts per file")
         ("stall-seconds", po::value<double>()->default_value(60), "abandon (and retry) a transfer that stalls this long")
+        ("fsync", po::value<bool>()->default_value(true), "fsync each file before it gets its final name (false: faster, not crash-safe)")
         ("progress", po::value<std::string>()->default_value("auto"), "auto (bar on a terminal, lines otherwise) | bar | lines | none")
         ("progress-seconds", po::value<double>()->default_value(30), "interval of the progress lines")
         ("log-level", po::value<std::string>()->default_value("info"), "trace | debug | info | warn | error | off")
@@ -78,6 +79,7 @@ int cmdStage(int argc, char** argv) {
     hc.maxAttempts = vm["http-attempts"].as<int>();
     hc.stallTimeoutS = vm["stall-seconds"].as<double>();
     hc.slotDirectory = cache.slotDirectory().string();
+    hc.syncToDisk = vm["fsync"].as<bool>();
     hc.bearerToken = archive::bearerTokenFromEnvironment();
 
     // Which targets need which product (for the failure report).

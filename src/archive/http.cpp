@@ -490,7 +490,7 @@ DownloadResult HttpClient::download(const std::string& url, const fs::path& dest
         }
         a.errorBody = st.errorBody;
         result.transferred += st.written;
-        const bool syncFailed = ::fsync(st.fd) != 0;
+        const bool syncFailed = im.cfg.syncToDisk && ::fsync(st.fd) != 0;
         ::close(st.fd);
         if (st.diskError) throw IoError("cannot write " + part.string() + ": " + st.diskMessage);
         if (syncFailed) throw IoError("cannot fsync " + part.string() + ": " + std::strerror(errno));

@@ -130,3 +130,42 @@ TEST(Config, SliceKey) {
         }
     }
 }
+
+TEST(Config, ManifestInsteadOfArchive) {
+    Job job("catalog = c.txt\nmanifest = m.json\ncache = cache\nfetch_on_demand = true\nhttp_max_per_host = 2\n");
+    const auto c = parse({"--config", job.file.string()});
+    EXPECT_EQ(c.manifest, (job.dir / "m.json").string());
+    EXPECT_EQ(c.cache, (job.dir / "cache").string());
+    EXPECT_TRUE(c.archive.empty());
+    EXPECT_TRUE(c.fetchOnDemand);
+    EXPECT_EQ(c.httpMaxPerHost, 2);
+    // The dump reads back; the cache and the download settings do not shape results (a resume may
+    // change them), the manifest does.
+    Job again(c.run.configText);
+    EXPECT_EQ(parse({"--config", again.file.string()}).manifest, c.manifest);
+    EXPECT_EQ(c.run.resultConfig.find("cache ="), std::string::npos);
+    EXPECT_EQ(c.run.resultConfig.find("fetch_on_demand"), std::string::npos);
+    EXPECT_NE(c.run.resultConfig.find("manifest = " + c.manifest), std::string::npos);
+
+    Job nocache("catalog = c.txt\nmanifest = m.json\n");
+    try {
+        parse({"--config", nocache.file.string()});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.key(), "cache");
+    }
+    Job both("catalog = c.txt\narchive = a\nmanifest = m.json\ncache = c\n");
+    try {
+        parse({"--config", both.file.string()});
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(e.key(), "manifest");
+    }
+    // A manifest on the command line replaces the job file's local archive (the simulator's jobs).
+    Job local("catalog = c.txt\narchive = a\n");
+    const auto r = parse({"--config", local.file.string(), "--manifest", "/x/m.json", "--cache", "/x/c"});
+    EXPECT_TRUE(r.archive.empty());
+    EXPECT_EQ(r.manifest, "/x/m.json");
+    Job badHttp("catalog = c.txt\nmanifest = m.json\ncache = c\nhttp_attempts = 0\n");
+    EXPECT_THROW(parse({"--config", badHttp.file.string()}), ConfigError);
+}
