@@ -33,9 +33,13 @@ std::unique_ptr<archive::Archive> makeArchive(const JobConfig& c) {
     auto m = std::make_shared<archive::Manifest>(archive::readManifest(c.manifest));
     rewrite(*m, trimSlash(m->mastUrl), trimSlash(c.mastUrl));
     rewrite(*m, trimSlash(m->irsaUrl), trimSlash(c.irsaUrl));
+    archive::HttpConfig h = httpConfigOf(c);
+    // The MAST token goes to the MAST endpoint (or its configured mirror) only, never to IRSA.
+    const std::string mast = !c.mastUrl.empty() ? c.mastUrl : m->mastUrl;
+    if (!mast.empty()) h.tokenHosts = {archive::urlHost(mast)};
     return std::make_unique<archive::ManifestArchive>(
         std::move(m), c.manifest, c.cache,
-        c.fetchOnDemand ? archive::FetchPolicy::OnDemand : archive::FetchPolicy::Offline, httpConfigOf(c));
+        c.fetchOnDemand ? archive::FetchPolicy::OnDemand : archive::FetchPolicy::Offline, std::move(h));
 }
 
 }  // namespace astrid::app

@@ -136,6 +136,7 @@ int cmdQuery(int argc, char** argv) {
     hc.maxAttempts = vm["http-attempts"].as<int>();
     hc.requestTimeoutS = vm["http-timeout"].as<double>();
     hc.bearerToken = archive::bearerTokenFromEnvironment();
+    hc.tokenHosts = {archive::urlHost(vm["mast-url"].as<std::string>())};  // MAST's token, never to IRSA
     archive::HttpClient http(hc);
     archive::MastClient mast(http, {vm["mast-url"].as<std::string>()});
     archive::IrsaClient irsa(http, {vm["irsa-url"].as<std::string>()});

@@ -81,6 +81,7 @@ int cmdStage(int argc, char** argv) {
     hc.slotDirectory = cache.slotDirectory().string();
     hc.syncToDisk = vm["fsync"].as<bool>();
     hc.bearerToken = archive::bearerTokenFromEnvironment();
+    if (!manifest.mastUrl.empty()) hc.tokenHosts = {archive::urlHost(manifest.mastUrl)};  // never to IRSA
 
     // Which targets need which product (for the failure report).
     std::map<std::string, std::vector<std::string>> targetsOf;

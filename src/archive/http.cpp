@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "astrid/core/log.hpp"
+#include "astrid/core/text.hpp"
 
 namespace astrid::archive {
 namespace fs = std::filesystem;
@@ -78,6 +79,14 @@ std::string printableUrl(const std::string& url) {
     const auto slash = url.find('/', scheme + 3);
     if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
     return url.substr(0, scheme + 3) + url.substr(at + 1);
+}
+
+/// Whether the bearer token may be sent to `url`: only to the hosts it was issued for.
+bool tokenGoesTo(const HttpConfig& cfg, const std::string& url) {
+    const std::string host = text::toLower(urlHost(url));
+    if (host.empty()) return false;
+    return std::any_of(cfg.tokenHosts.begin(), cfg.tokenHosts.end(),
+                       [&](const std::string& h) { return text::toLower(h) == host; });
 }
 
 bool retryableStatus(long s) { return s == 408 || s == 425 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504; }
@@ -312,7 +321,7 @@ struct HttpClient::Impl {
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(cfg.stallTimeoutS + 0.5)));
         if (!download) curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(cfg.requestTimeoutS * 1000));
         curl_slist* headers = nullptr;
-        if (!cfg.bearerToken.empty())
+        if (!cfg.bearerToken.empty() && tokenGoesTo(cfg, url))
             headers = curl_slist_append(headers, ("Authorization: Bearer " + cfg.bearerToken).c_str());
         if (headers) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         return headers;

@@ -357,6 +357,12 @@ def make_handler(archive, state):
             if kind == "long_length":
                 self.connection.shutdown(socket.SHUT_RDWR)
 
+        def bad_token(self):
+            """A request carrying an Authorization header other than the expected bearer token (none is fine)."""
+            token = os.environ.get("ARCHIVE_SERVER_TOKEN")
+            got = self.headers.get("Authorization", "")
+            return bool(token) and got not in ("", "Bearer " + token)
+
         def do_GET(self):
             self.count()
             parts = urllib.parse.urlsplit(self.path)
@@ -368,6 +374,8 @@ def make_handler(archive, state):
             fault = state.take_fault(self.path)
             if self.apply_status_fault(fault):
                 return
+            if self.bad_token():
+                return self.send_text("bad token", 401)
             if parts.path == "/api/v0.1/Download/file":
                 uri = query.get("uri", [""])[0]
                 if uri not in archive.files:
@@ -400,8 +408,7 @@ def make_handler(archive, state):
             if self.apply_status_fault(state.take_fault(self.path)):
                 return
             if parts.path == "/api/v0/invoke":
-                if self.headers.get("Authorization", "") not in ("", "Bearer " + os.environ.get("ARCHIVE_SERVER_TOKEN", "")) \
-                        and os.environ.get("ARCHIVE_SERVER_TOKEN"):
+                if self.bad_token():
                     return self.send_text("bad token", 401)
                 return self.invoke(urllib.parse.parse_qs(body))
             self.send_text("not found", 404)

@@ -5,7 +5,9 @@
 // and stall timeouts, retries of transient failures (connection errors, timeouts, HTTP 408, 429,
 // 500, 502, 503, 504) with exponential backoff and full jitter, Retry-After honoured, a per-host
 // concurrency limit shared by every process that names the same slot directory. A bearer token
-// (MAST_API_TOKEN) is sent as an Authorization header and never logged or put in an error message.
+// (MAST_API_TOKEN) is sent as an Authorization header only to the hosts named in tokenHosts (the
+// MAST endpoint: never to IRSA or a mirror of another organisation), and never logged or put in
+// an error message. libcurl itself drops the header when a redirect leaves that host.
 //
 // download(): the body goes to "<dest>.part"; a later attempt (or a later process) resumes it with
 // an HTTP Range request; the complete file is size-checked, verified by the caller's check (FITS
@@ -48,6 +50,7 @@ struct HttpConfig {
     int maxPerHost = 4;              ///< concurrent requests per host, across processes sharing slotDirectory
     std::string slotDirectory;       ///< lock files of the per-host limit ("" = this process only)
     std::string bearerToken;         ///< "" = none; see bearerTokenFromEnvironment()
+    std::vector<std::string> tokenHosts;  ///< host[:port] (as urlHost gives it) that get the token; empty = none
     std::string caFile;              ///< CA bundle ("" = the system's)
     std::string userAgent = "astrid";
     /// fsync a download before renaming it to its final name, so that even a node crash never
