@@ -20,7 +20,8 @@ void checkProductName(const std::string& name, const std::string& what) {
     if (name.find("..") != std::string::npos) bad("it contains '..'");
     for (unsigned char c : name)
         if (c < 32 || c == 127) bad("it contains a control character");
-    if (name.size() > 255) bad("longer than 255 bytes");
+    // The cache writes <name>.part and <name>.lock beside it: those must fit NAME_MAX (255) too.
+    if (name.size() > 250) bad("longer than 250 bytes");
 }
 
 std::string productKey(const std::string& text) {

@@ -89,6 +89,7 @@ protected:
         h.backoffInitialS = 0.02;
         h.backoffMaxS = 0.1;
         h.bearerToken = kToken;
+        h.tokenHosts = {archive::urlHost(*base_)};
         return h;
     }
     static void control(const std::string& spec) { HttpClient(quick()).postForm(*base_ + "/_control", {{"spec", spec}}); }
@@ -258,6 +259,12 @@ TEST_F(RemoteArchive, UnsafeProductNamesAreRefusedBeforeAnyRequest) {
         p.filename = name;
         EXPECT_THROW(cache.fetch(p, http), DataError) << name;
     }
+    // Too long for its .part/.lock companions (NAME_MAX 255); 250 bytes is the longest accepted.
+    archive::Product longName = product();
+    longName.filename = std::string(247, 'a') + ".fit";
+    EXPECT_THROW(cache.pathFor(longName), DataError);
+    longName.filename.pop_back();
+    EXPECT_NO_THROW(cache.pathFor(longName));
     EXPECT_EQ(stats()["requests"].count("/api/v0.1/Download/file"), 0u);
     EXPECT_FALSE(fs::exists(dir_ / "evil.fits"));
     // A manifest carrying such a name is refused when read.
@@ -375,6 +382,36 @@ TEST_F(RemoteArchive, BearerTokenIsSentAndNeverShown) {
         EXPECT_EQ(e.status(), 401);
         EXPECT_EQ(std::string(e.what()).find("wrong-secret-token"), std::string::npos) << e.what();
     }
+}
+
+TEST_F(RemoteArchive, BearerTokenGoesOnlyToItsHost) {
+    // The server refuses a wrong token with 401 and serves a request without one. "127.0.0.1:P" and
+    // "localhost:P" are one server but two hosts to the client: the token goes to the listed one only
+    // (MAST_API_TOKEN must never reach IRSA or any other archive).
+    HttpConfig h = quick();
+    h.bearerToken = "wrong-secret-token";
+    h.maxAttempts = 1;
+    const std::string port = base_->substr(base_->rfind(':') + 1);
+    const std::string listed = "http://127.0.0.1:" + port, other = "http://localhost:" + port;
+    h.tokenHosts = {archive::urlHost(listed)};
+    HttpClient http(h);
+    const auto p = product();
+    const std::string path = p.url.substr(base_->size());
+    try {
+        http.download(listed + path, dir_ / "a.fits", p.size);
+        FAIL() << "the token was not sent to its host";
+    } catch (const HttpError& e) {
+        EXPECT_EQ(e.status(), 401) << e.what();
+        EXPECT_EQ(std::string(e.what()).find("wrong-secret-token"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(archive::MastClient(http, {listed}).observations(10, 10, 0, 1, {}), HttpError);
+    // Another host: no Authorization header at all, so the server serves it.
+    EXPECT_EQ(http.download(other + path, dir_ / "b.fits", p.size).bytes, p.size);
+    EXPECT_NO_THROW(archive::MastClient(http, {other}).observations(10, 10, 0, 1, {}));
+    // No host listed: the token goes nowhere.
+    h.tokenHosts.clear();
+    HttpClient none(h);
+    EXPECT_EQ(none.download(listed + path, dir_ / "c.fits", p.size).bytes, p.size);
 }
 
 TEST_F(RemoteArchive, ZtfImagesFromIrsa) {
