@@ -44,7 +44,7 @@ int cmdQuery(int argc, char** argv) {
         ("ref-margin-days", po::value<double>()->default_value(d.refMarginDays), "reference window ends this many days before discovery")
         ("days-after", po::value<double>()->default_value(d.daysAfter), "science window ends this many days after discovery")
         ("radius-deg", po::value<double>()->default_value(d.radiusDeg), "search cone radius (degrees)")
-        ("min-overlap", po::value<double>()->default_value(d.minOverlap), "minimum fraction of a science footprint the reference covers")
+        ("min-overlap", po::value<double>()->default_value(d.minOverlap, fmt::format("{}", d.minOverlap)), "minimum fraction of a science footprint the reference covers")
         ("max-reference", po::value<int>()->default_value(d.maxReference), "references per target")
         ("max-science", po::value<int>()->default_value(d.maxScience), "science epochs per target")
         ("require-both", po::value<bool>()->default_value(d.requireBoth), "a target needs a reference and a science epoch")

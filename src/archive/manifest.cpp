@@ -291,6 +291,10 @@ std::vector<Observation> ManifestArchive::listObservations(const catalog::Target
     const TargetPlan* t = plan(target);
     if (!t || t->status != PlanStatus::Paired) {
         if (t) log::get("astrid.archive")->info("{}: not paired in the manifest: {}", target.name, t->reason);
+        else
+            log::get("astrid.archive")->warn("{} (id {}) is not in the manifest {} (was it queried with --limit or "
+                                             "another catalog?): no observations",
+                                             target.name, target.id, manifestPath_);
         return {};
     }
     std::vector<const RemoteProduct*> products;
