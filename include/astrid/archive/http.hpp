@@ -3,11 +3,11 @@
 //
 // Every request: TLS verification on (never switched off; a site CA bundle may be named), connect
 // and stall timeouts, retries of transient failures (connection errors, timeouts, HTTP 408, 429,
-// 500, 502, 503, 504) with exponential backoff and full jitter, Retry-After honoured, a per-host
-// concurrency limit shared by every process that names the same slot directory. A bearer token
-// (MAST_API_TOKEN) is sent as an Authorization header only to the hosts named in tokenHosts (the
-// MAST endpoint: never to IRSA or a mirror of another organisation), and never logged or put in
-// an error message. libcurl itself drops the header when a redirect leaves that host.
+// 500, 502, 503, 504) with exponential backoff and jitter (see backoffInitialS), Retry-After
+// honoured, a per-host concurrency limit shared by every process that names the same slot
+// directory. A bearer token (MAST_API_TOKEN) is sent as an Authorization header only to the hosts
+// named in tokenHosts (the MAST endpoint: never to IRSA or a mirror of another organisation), and
+// never logged or put in an error message. libcurl itself drops the header when a redirect leaves that host.
 //
 // download(): the body goes to "<dest>.part"; a later attempt (or a later process) resumes it with
 // an HTTP Range request; the complete file is size-checked, verified by the caller's check (FITS
