@@ -160,6 +160,18 @@ Image<double> truthStamp(const std::vector<sim::MoffatPsf>& parts, const std::ve
     return t;
 }
 
+// The PSF-fit flux (sky-limited weights) of a unit-flux star with the true profile, fitted with
+// `model`: sum(truth model) / sum(model^2). 1 for a perfect model; a model broader than the truth
+// gives more than 1.
+double fitBias(const Image<double>& truth, const Image<double>& model) {
+    double tm = 0.0, mm = 0.0;
+    for (std::size_t q = 0; q < model.size(); ++q) {
+        tm += truth.data()[q] * model.data()[q];
+        mm += model.data()[q] * model.data()[q];
+    }
+    return tm / mm;
+}
+
 double absResidual(const Image<double>& a, const Image<double>& b) {
     double s = 0.0;
     for (std::size_t i = 0; i < a.size(); ++i) s += std::abs(a.data()[i] - b.data()[i]);
@@ -298,16 +310,50 @@ TEST_P(PsfTruth, FwhmAndStampMatchSimulator) {
     const Image<double> truth =
         truthStamp({sim::MoffatPsf{t.fwhmPx, t.beta, t.ellipticity, t.positionAngleDeg}}, {1.0}, h);
     const double resid = absResidual(stamp, truth);
+    const double bias = fitBias(truth, stamp);
     const psf::MoffatShape shape = model.shapeAt(255.5, 255.5);
     std::cout << "[ measured ] fwhm " << t.fwhmPx << " beta " << t.beta << " ell " << t.ellipticity << ": model "
               << psf::kindName(model.kind()) << " from " << model.starsUsed() << " stars, fwhm " << model.fwhmPx()
               << " (" << 100.0 * (model.fwhmPx() / t.fwhmPx - 1.0) << "%), beta " << shape.beta << ", ell "
               << shape.ellipticity << ", half-max fwhm " << model.halfMaxFwhmPx() << ", sum|stamp-truth| "
-              << resid << "\n";
+              << resid << ", PSF-fit flux of a true star " << bias << "\n";
     EXPECT_NE(model.kind(), psf::PsfModel::Kind::Moffat);
     EXPECT_NEAR(model.fwhmPx() / t.fwhmPx, 1.0, 0.05);
     EXPECT_LT(resid, 0.025);
     EXPECT_NEAR(shape.ellipticity, t.ellipticity, 0.04);
+    EXPECT_NEAR(bias, 1.0, 0.01);
+}
+
+// A crowded field of bright stars: the neighbours' wings beyond their masks broaden the stack unless
+// their modelled light is subtracted (PsfConfig::subtractNeighbours). Noiseless, so that what is left
+// is the method's own error.
+TEST(BuildPsf, NeighboursAreSubtractedInACrowdedField) {
+    const sim::SimSummary s = simulate("crowded", 512, 25, [](sim::SimConfig& c) {
+        c.fwhmMinPx = c.fwhmMaxPx = 3.4;
+        c.betaMin = c.betaMax = 3.2;
+        c.ellipticityMax = 0.12;
+        c.starsPerMegapixel = 5000;
+        c.starMagFaint = 17.0;  // every star detected: no confusion below the threshold
+        c.noise = false;
+        c.defects = false;
+        c.galaxies = false;
+    });
+    const sim::SimEpochTruth& t = s.epochs[0];
+    const Planes p = planesFromSim(s, 0);
+    const std::vector<psf::Star> stars = psf::findStars(p.image, p.variance, p.mask);
+    psf::PsfConfig plain;
+    plain.subtractNeighbours = false;
+    const psf::PsfModel with = psf::buildPsf(p.image, p.variance, p.mask, stars);
+    const psf::PsfModel without = psf::buildPsf(p.image, p.variance, p.mask, stars, plain);
+    const int h = with.halfSize();
+    const Image<double> truth = truthStamp({sim::MoffatPsf{t.fwhmPx, t.beta, t.ellipticity, t.positionAngleDeg}}, {1.0}, h);
+    const double bWith = fitBias(truth, with.stampAt(255.5, 255.5));
+    const double bWithout = fitBias(truth, without.stampAt(255.5, 255.5));
+    std::cout << "[ measured ] " << stars.size() << " stars on 512^2, PSF from " << with.starsUsed()
+              << ": PSF-fit flux of a true star " << bWith << " with neighbours subtracted, " << bWithout
+              << " without; fwhm " << with.fwhmPx() << " / " << without.fwhmPx() << " (true " << t.fwhmPx << ")\n";
+    EXPECT_NEAR(bWith, 1.0, 0.003);
+    EXPECT_LT(std::abs(bWith - 1.0), std::abs(bWithout - 1.0));
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeing, PsfTruth,
@@ -671,3 +717,4 @@ TEST(FindStars, DegenerateInputsAreHandled) {
         }
     }
 }
+

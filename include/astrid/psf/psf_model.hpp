@@ -80,6 +80,9 @@ struct PsfConfig {
     double accuracy = 0.01;
     double maxClippedFraction = 0.25;  ///< a star with more of its core (1.5 FWHM) clipped is dropped
     double neighbourMaskFwhm = 1.5;    ///< pixels this close to another detection are ignored (x2 if brighter)
+    /// Build twice: the second time with every other detected star's light (first model x its flux)
+    /// subtracted from the PSF stars' stamps, so that neighbours' wings do not broaden the model.
+    bool subtractNeighbours = true;
     std::uint16_t badMaskBits = 0xFFFF; ///< mask bits that make a pixel unusable
     double fallbackMinSnr = 15.0;      ///< Moffat fallback: S/N needed (Blended and SkyResidual allowed)
     int minStarsMoffat = 1;            ///< fewer than this for the fallback: DataError
