@@ -62,6 +62,7 @@ po::options_description jobOptions() {
         ("write_difference_fits", po::value<bool>()->default_value(p.differenceOutput.writeFits), "write D and S_corr as FITS files")
         ("difference_dir", po::value<std::string>()->default_value(""), "directory of the FITS outputs (default: <output>.diff)")
         ("zogy_tile_px", po::value<int>()->default_value(p.difference.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")
+        ("zogy_remove_offset", po::value<bool>()->default_value(p.difference.zogy.removeOffset), "remove the differential background (median of D per ZOGY tile) from D and S_corr")
         ("detection_threshold", po::value<double>()->default_value(p.difference.detectionThreshold), "S_corr detection threshold (sigma)")
         ("detect", po::value<bool>()->default_value(p.detectCandidates), "detect candidates on every difference's S_corr (/candidates)")
         ("forced_photometry", po::value<bool>()->default_value(p.photometry.enabled), "forced photometry at the target on every science epoch (/forced_photometry)")
@@ -225,6 +226,7 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     c.pipeline.differenceOutput.enabled = get<bool>(vm, "difference");
     c.pipeline.differenceOutput.writeFits = get<bool>(vm, "write_difference_fits");
     c.pipeline.difference.zogy.tilePx = get<int>(vm, "zogy_tile_px");
+    c.pipeline.difference.zogy.removeOffset = get<bool>(vm, "zogy_remove_offset");
     c.pipeline.difference.detectionThreshold = get<double>(vm, "detection_threshold");
     requirePositive(c.pipeline.difference.detectionThreshold, "detection_threshold");
     c.fftEffort = get<std::string>(vm, "fft_effort");
@@ -373,6 +375,7 @@ std::string dumpConfig(const JobConfig& c) {
       << "write_difference_fits = " << b(c.pipeline.differenceOutput.writeFits) << "\n"
       << "difference_dir = " << c.pipeline.differenceOutput.directory << "\n"
       << "zogy_tile_px = " << c.pipeline.difference.zogy.tilePx << "\n"
+      << "zogy_remove_offset = " << b(c.pipeline.difference.zogy.removeOffset) << "\n"
       << "detection_threshold = " << c.pipeline.difference.detectionThreshold << "\n"
       << "detect = " << b(c.pipeline.detectCandidates) << "\n"
       << "forced_photometry = " << b(c.pipeline.photometry.enabled) << "\n"

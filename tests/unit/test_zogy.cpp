@@ -203,6 +203,56 @@ TEST(Zogy, NoiselessTransientFluxInDAndS) {
     EXPECT_NEAR(sum, 1.0, 0.01);
 }
 
+// Two background estimates never agree exactly: a constant left in N becomes a constant in D that
+// every PSF fit on D adds to its flux (offset x sum P / sum P^2) and that shifts S_corr. ZOGY removes
+// the median of D per tile (ZogyConfig::removeOffset).
+TEST(Zogy, ADifferentialBackgroundIsRemoved) {
+    const auto stars = starField(14, 200);
+    const double offset = 0.3 * kSigmaN;
+    Pair p = makePair(15, stars);
+    for (float& v : p.n.pixels()) v += static_cast<float>(offset);
+    diff::ZogyConfig keep;
+    keep.removeOffset = false;
+    const auto z = run(p), zKeep = run(p, keep);
+    const Stats s = stats(z), sKeep = stats(zKeep);
+    std::printf("N + %.2f ADU: removed %.3f ADU; S_corr mean %.4f sd %.4f (left in: mean %.4f sd %.4f)\n", offset,
+                z.offset, s.mean, s.sd, sKeep.mean, sKeep.sd);
+    EXPECT_NEAR(z.offset, offset, 0.05 * kSigmaN);
+    EXPECT_NEAR(s.mean, 0.0, 0.05);
+    EXPECT_NEAR(s.sd, 1.0, 0.05);
+    EXPECT_GT(sKeep.mean, 0.5);
+    EXPECT_EQ(zKeep.offset, 0.0);
+
+    // Noiseless, with a transient: D / F_D sums to its flux again.
+    Image<double> n(kSize, kSize, 0.0), r(kSize, kSize, 0.0);
+    const sim::PsfRenderer pn(kPsfN), pr(kPsfR);
+    for (const Star& st : stars) pn.add(n, st.x, st.y, st.flux), pr.add(r, st.x, st.y, kFr * st.flux);
+    pn.add(n, 256.0, 256.0, 5000.0);
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        p.n.data()[i] = static_cast<float>(n.data()[i] + offset);
+        p.r.data()[i] = static_cast<float>(r.data()[i]);
+    }
+    diff::ZogyInput in;
+    in.science = &p.n;
+    in.reference = &p.r;
+    in.scienceVariance = &p.vn;
+    in.referenceVariance = &p.vr;
+    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
+    in.sciencePsf = [sn](double, double) { return sn; };
+    in.referencePsf = [sr](double, double) { return sr; };
+    in.fluxRatio = kFr;
+    in.sigmaScience = kSigmaN;
+    in.sigmaReference = kSigmaR;
+    const auto zc = diff::zogy(in);
+    double ap = 0;
+    for (int j = -25; j <= 25; ++j)
+        for (int i = -25; i <= 25; ++i) ap += zc.diff(256 + i, 256 + j);
+    std::printf("noiseless + offset: D/F_D aperture %.5f, S/F_S %.5f of the true flux\n", ap / 5000.0,
+                zc.score(256, 256) / zc.fS / 5000.0);
+    EXPECT_NEAR(ap / 5000.0, 1.0, 0.01);
+    EXPECT_NEAR(zc.score(256, 256) / zc.fS / 5000.0, 1.0, 0.01);
+}
+
 TEST(Zogy, AstrometricNoiseTermSuppressesMisalignedStars) {
     const auto stars = starField(5, 150);
     const Pair p = makePair(6, stars, {}, 0.08);  // the reference is off by 0.08 px in x
@@ -221,9 +271,11 @@ TEST(Zogy, AstrometricNoiseTermSuppressesMisalignedStars) {
 TEST(Zogy, TilesAgreeWithTheWholeImage) {
     const auto stars = starField(7, 200);
     const Pair p = makePair(8, stars, {{300.2, 310.7, 3000.0}});
+    // Tiling alone: each tile's own differential background (removeOffset) differs by its noise.
     diff::ZogyConfig whole;
     whole.tilePx = 0;
-    diff::ZogyConfig tiles;
+    whole.removeOffset = false;
+    diff::ZogyConfig tiles = whole;
     tiles.tilePx = 200;  // 3 x 3 tiles of ~171 px with overlap
     const auto a = run(p, whole), b = run(p, tiles);
     EXPECT_EQ(b.tiles, 9);

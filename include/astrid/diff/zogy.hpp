@@ -46,6 +46,13 @@ struct ZogyConfig {
     /// (source noise of both images included; 1 / F_D^2 on pure background): the variance map for
     /// photometry on D. One more inverse transform per tile and one image of memory.
     bool keepDiffVariance = false;
+    /// Remove a constant differential background per tile: the median of D over the tile's good
+    /// pixels, taken out of D and (through the DC gain from D to S) out of S and S_corr. Two
+    /// background estimates never agree exactly (a mesh's clipped sky depends on the seeing through
+    /// the faint stars in it); the rest is a constant in D that biases every PSF fit on it by
+    /// offset x (sum P / sum P^2), a few percent for faint transients. This is the differential
+    /// background term of the Alard-Lupton kernel fit, taken here after the subtraction.
+    bool removeOffset = true;
 };
 
 struct ZogyInput {
@@ -81,6 +88,8 @@ struct ZogyResult {
     } timing;
     int fftWidth = 0, fftHeight = 0;  ///< transform size of a tile
     int overlapPx = 0;                ///< margin around the tiles as used (of the tile nearest the centre)
+    double offset = 0.0;              ///< differential background removed from D / F_D (removeOffset),
+                                      ///< science ADU, of the tile nearest the centre
 };
 
 /// Runs ZOGY. Throws DataError for inconsistent inputs (sizes differ, missing PSFs, non-positive
