@@ -25,6 +25,8 @@ int cmdSimulate(int argc, char** argv) {
         "no-defects", "no bad columns or cosmic rays")(
         "transient-mag-min", po::value<double>()->default_value(d.transientPeakMagMin), "brightest transient peak magnitude")(
         "transient-mag-max", po::value<double>()->default_value(d.transientPeakMagMax), "faintest transient peak magnitude")(
+        "reference-depth", po::value<int>()->default_value(d.referenceDepth),
+        "the reference is the mean of this many exposures (a stacked template: sqrt(K) less noise)")(
         "help,h", "this help");
     po::variables_map vm;
     try {
@@ -49,6 +51,7 @@ int cmdSimulate(int argc, char** argv) {
     c.defects = !vm.count("no-defects");
     c.transientPeakMagMin = vm["transient-mag-min"].as<double>();
     c.transientPeakMagMax = vm["transient-mag-max"].as<double>();
+    c.referenceDepth = vm["reference-depth"].as<int>();
     c.distortion = sim::parseDistortion(vm["distortion"].as<std::string>());
     if (c.targets < 1) throw ConfigError("must be >= 1", "targets");
     if (c.epochs < 1) throw ConfigError("must be >= 1", "epochs");

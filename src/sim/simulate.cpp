@@ -88,6 +88,7 @@ void validate(const SimConfig& c) {
     require(c.maxRotationDeg >= 0.0 && c.maxRotationDeg <= 10.0, "max_rotation_deg", "must be in [0, 10]");
     require(c.maxScaleChange >= 0.0 && c.maxScaleChange <= 0.05, "max_scale_change", "must be in [0, 0.05]");
     require(c.minSaturatedStars >= 0 && c.minSaturatedStars <= 1000, "min_saturated_stars", "must be in [0, 1000]");
+    require(c.referenceDepth >= 1 && c.referenceDepth <= 1000, "reference_depth", "must be in [1, 1000]");
     require(c.cosmicRaysPerMegapixel >= 0.0 && c.cosmicRaysPerMegapixel <= 1e4, "cosmic_rays_per_megapixel",
             "must be in [0, 1e4]");
 }
@@ -522,6 +523,10 @@ EpochConditions drawConditions(const SimConfig& c, int target, int epoch) {
     k.gain = roundTo(rng.uniform(c.gainMin, c.gainMax), 3);
     k.rn = roundTo(rng.uniform(c.readNoiseMin, c.readNoiseMax), 2);
     k.sat = std::floor(std::min(c.adcMaxAdu, c.fullWellElectrons / k.gain));
+    if (epoch == 0 && c.referenceDepth > 1) {  // the mean of K exposures: K times the electrons per ADU
+        k.gain *= c.referenceDepth;
+        k.rn *= std::sqrt(static_cast<double>(c.referenceDepth));
+    }
     const double mo = maxOffsetPx(c);
     k.offX = rng.uniform(-mo, mo);
     k.offY = rng.uniform(-mo, mo);
@@ -763,6 +768,7 @@ EpochOutput renderEpoch(const SimConfig& c, const Camera& cam, const SipInverse&
     h.set("AIRMASS", k.airmass);
     h.set("GAIN", k.gain, "[e-/ADU]");
     h.set("RDNOISE", k.rn, "[e-] read noise");
+    if (e == 0 && c.referenceDepth > 1) h.set("NCOMBINE", c.referenceDepth, "exposures averaged");
     h.set("SATURATE", k.sat, "[ADU] saturation level");
     h.set("SEEING", roundTo(k.fwhm * c.pixelScaleArcsec * k.scale, 4), "[arcsec] PSF FWHM");
     h.set("FWHM", k.fwhm, "[px] PSF FWHM");

@@ -539,15 +539,25 @@ TEST(SimCampaignFiles, DeterministicPerSeed) {
 }
 
 TEST(SimCampaignFiles, NoiseMatchesTheDetectorModel) {
-    auto noisy = smallConfig("noisy", 21), clean = smallConfig("clean", 21);
-    for (auto* cfg : {&noisy, &clean}) {
+    // The reference is a 4-exposure mean (referenceDepth): its header and truth carry the effective
+    // gain and read noise, and its noise must follow them like a single exposure's follows its own.
+    auto noisy = smallConfig("noisy", 21), clean = smallConfig("clean", 21), shallow = smallConfig("shallow", 21);
+    for (auto* cfg : {&noisy, &clean, &shallow}) {
         cfg->targets = 1;
         cfg->epochs = 1;
         cfg->sizePx = 256;
+        cfg->referenceDepth = 4;
     }
     clean.noise = false;
+    shallow.referenceDepth = 1;
     const auto sn = sim::simulateCampaign(noisy);
     sim::simulateCampaign(clean);
+    const auto ss = sim::simulateCampaign(shallow);
+    EXPECT_DOUBLE_EQ(sn.epochs[0].gain, 4.0 * ss.epochs[0].gain);
+    EXPECT_DOUBLE_EQ(sn.epochs[0].readNoise, 2.0 * ss.epochs[0].readNoise);
+    EXPECT_EQ(sn.epochs[0].saturation, ss.epochs[0].saturation);
+    EXPECT_EQ(sn.epochs[1].gain, ss.epochs[1].gain);
+    EXPECT_EQ(fits::readImage((fs::path(noisy.outDir) / sn.epochs[0].file).string()).header.getInt("NCOMBINE").value_or(0), 4);
     const auto rows = sim::readTruthCsv(sn.truthPath);
     for (const auto& e : sn.epochs) {
         const auto a = fits::readImage((fs::path(noisy.outDir) / e.file).string()).image;

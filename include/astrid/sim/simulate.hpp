@@ -107,6 +107,9 @@ struct SimConfig {
     bool noise = true;                ///< Poisson (gain) + Gaussian read noise; false renders the expectation
     bool defects = true;              ///< bad columns and cosmic rays
     double cosmicRaysPerMegapixel = 100;  ///< mean count (a few tens per 512^2)
+    /// The reference epoch is the mean of this many exposures, like a stacked template: the same
+    /// signal in ADU, the noise of K times the electrons (header GAIN x K, RDNOISE x sqrt(K), NCOMBINE).
+    int referenceDepth = 1;
 };
 
 /// The truth of one image. Angles in degrees; pixels 0-based.
