@@ -4,8 +4,12 @@
 # photometry of every target's transient on every science epoch (flux of D at the catalog position
 # vs the true transient flux), the transient among the candidates of every epoch where its S/N >= 8,
 # the ensemble normalisation near 1 (the flux ratio already scales each epoch), and the schema.
-# The bounds on the flux ratio and the pulls are today's figures with room (median 1.012, pull
-# std 1.19 at seed 23), not issue #4's goals (1% and 10%), which are not met yet.
+# 640^2 images: ~50 PSF stars each, as a survey image has hundreds; at 320^2 (10-20 stars, half the
+# epochs on the Moffat fallback) the per-epoch PSF errors alone gave pull std 1.17-1.3.
+# The bounds are today's figures with room (seed 23: median ratio 1.003, pull std 1.09, robust
+# 1.04), not a measurement of issue #4's goals: with 40 targets sharing one reference each the
+# median is uncertain by ~2% (bench/photometry_truth.sh measures the goals with 120 targets and
+# target-bootstrap intervals; docs/performance.md).
 set -euo pipefail
 : "${ASTRID:?path of the astrid binary}" "${MPIEXEC:=mpiexec}" "${MPIEXEC_FLAGS:=--oversubscribe}"
 work="$(mktemp -d)"
@@ -13,7 +17,9 @@ trap 'rm -rf "$work"' EXIT
 # ASTRID_PHOTOMETRY_TARGETS (the sanitizer build sets 12): fewer targets check the products' shape
 # only; the statistics below are asserted with the full 40.
 targets="${ASTRID_PHOTOMETRY_TARGETS:-40}"
-"$ASTRID" simulate --out "$work/sim" --targets "$targets" --epochs 4 --size 320 --seed 23 --no-defects > /dev/null
+size=640
+[[ "$targets" == 40 ]] || size=320
+"$ASTRID" simulate --out "$work/sim" --targets "$targets" --epochs 4 --size "$size" --seed 23 --no-defects > /dev/null
 # shellcheck disable=SC2086
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "$work/sim/campaign.ini" --output "$work/run.h5" --log_level warn \
     --fft_effort estimate
@@ -63,9 +69,10 @@ for lo, hi in ((0, 10), (10, 20), (20, 1e9)):
         print(f"  true S/N {lo}-{hi if hi < 1e9 else 'inf'}: n {m.sum()}, median ratio {np.median(ratio[m]):.4f}, "
               f"pull std {pull[m].std():.3f}")
 check(clean.sum() >= 0.8 * len(done), clean.sum())
-check(abs(np.median(ratio) - 1) < 0.03, np.median(ratio))
-check(0.8 < robust(pull) < 1.6, robust(pull))
-check(abs(np.median(pull)) < 0.5, np.median(pull))
+check(abs(np.median(ratio) - 1) < 0.02, np.median(ratio))
+check(0.9 < robust(pull) < 1.15, robust(pull))
+check(pull.std() < 1.25, pull.std())
+check(abs(np.median(pull)) < 0.3, np.median(pull))
 # Magnitudes from the reference's MAGZP; the ensemble normalisation changes little.
 assert np.all(np.isfinite(done["zero_point"])) and np.all(np.isfinite(done["mag"]))
 nf = done["norm_factor"][np.isfinite(done["norm_factor"])]
