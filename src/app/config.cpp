@@ -63,6 +63,7 @@ po::options_description jobOptions() {
         ("difference_dir", po::value<std::string>()->default_value(""), "directory of the FITS outputs (default: <output>.diff)")
         ("zogy_tile_px", po::value<int>()->default_value(p.difference.zogy.tilePx), "ZOGY tile size (px); <= 0: whole image")
         ("zogy_remove_offset", po::value<bool>()->default_value(p.difference.zogy.removeOffset), "remove the differential background (median of D per ZOGY tile) from D and S_corr")
+        ("interpolate_max_run", po::value<int>()->default_value(p.prepare.interpolateMaxRun), "interpolate over runs of at most this many bad/cosmic-ray pixels along a row before registration and ZOGY (flagged Interpolated); 0: off")
         ("detection_threshold", po::value<double>()->default_value(p.difference.detectionThreshold), "S_corr detection threshold (sigma)")
         ("detect", po::value<bool>()->default_value(p.detectCandidates), "detect candidates on every difference's S_corr (/candidates)")
         ("forced_photometry", po::value<bool>()->default_value(p.photometry.enabled), "forced photometry at the target on every science epoch (/forced_photometry)")
@@ -227,6 +228,9 @@ JobConfig parseJobConfig(int argc, const char* const* argv, bool* dump, bool* he
     c.pipeline.differenceOutput.writeFits = get<bool>(vm, "write_difference_fits");
     c.pipeline.difference.zogy.tilePx = get<int>(vm, "zogy_tile_px");
     c.pipeline.difference.zogy.removeOffset = get<bool>(vm, "zogy_remove_offset");
+    c.pipeline.prepare.interpolateMaxRun = get<int>(vm, "interpolate_max_run");
+    if (c.pipeline.prepare.interpolateMaxRun < 0 || c.pipeline.prepare.interpolateMaxRun > 64)
+        throw ConfigError("must be in [0, 64]", "interpolate_max_run");
     c.pipeline.difference.detectionThreshold = get<double>(vm, "detection_threshold");
     requirePositive(c.pipeline.difference.detectionThreshold, "detection_threshold");
     c.fftEffort = get<std::string>(vm, "fft_effort");
@@ -376,6 +380,7 @@ std::string dumpConfig(const JobConfig& c) {
       << "difference_dir = " << c.pipeline.differenceOutput.directory << "\n"
       << "zogy_tile_px = " << c.pipeline.difference.zogy.tilePx << "\n"
       << "zogy_remove_offset = " << b(c.pipeline.difference.zogy.removeOffset) << "\n"
+      << "interpolate_max_run = " << c.pipeline.prepare.interpolateMaxRun << "\n"
       << "detection_threshold = " << c.pipeline.difference.detectionThreshold << "\n"
       << "detect = " << b(c.pipeline.detectCandidates) << "\n"
       << "forced_photometry = " << b(c.pipeline.photometry.enabled) << "\n"

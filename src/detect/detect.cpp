@@ -307,7 +307,7 @@ DetectionResult detectCandidates(const diff::ZogyResult& z, std::span<const Know
     const RefIndex staticIndex(statics, std::max(1.0, static_cast<double>(psf.half())));
     std::size_t kept = 0;
     for (Candidate& c : out) {
-        c.maskedFlux = maskedLight(z, psf, statics, staticIndex, c.peakX, c.peakY, psf.half(), config.badMaskBits);
+        c.maskedFlux = maskedLight(z, psf, statics, staticIndex, c.peakX, c.peakY, psf.half(), config.maskedLightBits);
         if (config.maskedFluxFactor > 0.0 && c.maskedFlux > 0.0 &&
             !(std::fabs(c.flux) >= config.maskedFluxFactor * c.maskedFlux)) {
             ++result.maskedLight;

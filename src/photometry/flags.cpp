@@ -13,6 +13,7 @@ std::string flagNames(std::uint32_t flags) {
         {PhotFlag::FitFailed, "fit_failed"},       {PhotFlag::UpperLimit, "upper_limit"},
         {PhotFlag::InvalidInput, "invalid_input"}, {PhotFlag::TooFewStars, "too_few_stars"},
         {PhotFlag::NoBaseline, "no_baseline"},
+        {PhotFlag::Interpolated, "interpolated"},
     };
     std::string out;
     for (const auto& [flag, name] : kNames)

@@ -96,7 +96,7 @@ ForcedPsfResult fit(const MaskedImage& im, double x, double y, const Image<doubl
     const bool limited = c.fitRadiusPx > 0.0;
     const double r2 = c.fitRadiusPx * c.fitRadiusPx;
     const bool hasMask = !im.mask.empty();
-    const std::uint16_t badBits = c.badMaskBits, satBits = c.saturatedMaskBits;
+    const std::uint16_t badBits = c.badMaskBits, satBits = c.saturatedMaskBits, interpBits = c.interpolatedMaskBits;
     constexpr float kMinVariance = std::numeric_limits<float>::min();
 
     // Gather the usable pixels of the fit region, row by row.
@@ -147,6 +147,7 @@ ForcedPsfResult fit(const MaskedImage& im, double x, double y, const Image<doubl
                     ++nBad;
                     continue;
                 }
+                if (m & interpBits) flags |= bits(PhotFlag::Interpolated);
                 gd[n] = dp[i];
                 gk[n] = krow[i];
                 gv[n] = vp[i];

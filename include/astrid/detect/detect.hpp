@@ -176,8 +176,14 @@ struct DetectConfig {
     double fitRadiusFwhm = 2.0;       ///< PSF-fit (and saturation / edge look-up) radius
     int maxCentroidIterations = 20;
     double centroidTolerancePx = 1e-3;
-    /// Pixels with any of these bits are neither detected nor measured (default: all but Edge).
-    std::uint16_t badMaskBits = static_cast<std::uint16_t>(0xFFFFu & ~static_cast<unsigned>(bits(MaskBit::Edge)));
+    /// Pixels with any of these bits are neither detected nor measured (default: all but Edge and
+    /// Interpolated: defects interpolated over before the subtraction have real values in S_corr).
+    std::uint16_t badMaskBits = static_cast<std::uint16_t>(
+        0xFFFFu & ~static_cast<unsigned>(bits(MaskBit::Edge) | bits(MaskBit::Interpolated)));
+    /// Pixels whose known-source light counts as masked light (Artifacts): every bit but Edge, so
+    /// the light of a star on an interpolated bad column, which linear interpolation does not restore,
+    /// still explains the residual next to it.
+    std::uint16_t maskedLightBits = static_cast<std::uint16_t>(0xFFFFu & ~static_cast<unsigned>(bits(MaskBit::Edge)));
     std::uint16_t saturatedMaskBits = bits(MaskBit::Saturated);
     std::uint16_t noDataMaskBits = bits(MaskBit::NoData);  ///< what counts as "off the data" for Edge
     double refSearchRadiusPx = 30.0;  ///< nearest reference source look-up radius (ZTF: 30 px)

@@ -30,6 +30,7 @@ enum class PhotFlag : std::uint32_t {
     InvalidInput = 1u << 8,  ///< magnitude / calibration: flux or error not finite, error <= 0 (NaN)
     TooFewStars = 1u << 9,   ///< zero point / ensemble: fewer stars than the configured minimum
     NoBaseline = 1u << 10,   ///< ensemble: a star without enough valid epochs for a baseline (not used)
+    Interpolated = 1u << 11, ///< PSF fit: pixels interpolated over a defect (a bad column, a cosmic ray) were used
 };
 constexpr std::uint32_t bits(PhotFlag f) noexcept { return static_cast<std::uint32_t>(f); }
 constexpr std::uint32_t operator|(PhotFlag a, PhotFlag b) noexcept { return bits(a) | bits(b); }

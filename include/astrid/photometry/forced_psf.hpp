@@ -75,6 +75,7 @@ struct ForcedPsfConfig {
     double minPsfFraction = 0.5;    ///< usable pixels must carry this fraction of the fit region's sum of K
     std::uint16_t badMaskBits = 0xFFFF;  ///< mask bits that make a pixel unusable
     std::uint16_t saturatedMaskBits = bits(MaskBit::Saturated);  ///< bits that set Saturated
+    std::uint16_t interpolatedMaskBits = 0;  ///< bits of usable pixels that set Interpolated when fitted
 };
 
 /// The forced PSF flux at one position. Fluxes in image units.
@@ -89,7 +90,7 @@ struct ForcedPsfResult {
     double psfFraction = 0.0;   ///< sum of K over the used pixels / sum of K over the fit region
     int nPixels = 0;            ///< pixels used in the fit
     int nBad = 0;               ///< stamp pixels inside the image (and fit radius) that were unusable
-    std::uint32_t flags = 0;    ///< PhotFlag bits: OffImage, Edge, Masked, Saturated, TooFewPixels, FitFailed
+    std::uint32_t flags = 0;    ///< PhotFlag bits: OffImage, Edge, Masked, Saturated, TooFewPixels, FitFailed, Interpolated
 
     /// flux / fluxErr (NaN when flux is).
     double snr() const noexcept { return flux / fluxErr; }

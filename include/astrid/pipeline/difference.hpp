@@ -42,6 +42,7 @@ struct PreparedImage {
     psf::StarFinderResult stars;
     std::optional<psf::PsfModel> psf;
     int cosmicRays = 0;              ///< pixels flagged as cosmic rays (each masked with its 8 neighbours)
+    long interpolatedPixels = 0;     ///< defect pixels interpolated over (PrepareConfig::interpolateMaxRun)
     double backgroundS = 0.0, psfS = 0.0;
 };
 
