@@ -133,11 +133,6 @@ psf::PsfModel modelPsf(const MaskedImage& m, const psf::StarFinderResult& stars,
 }
 }  // namespace
 
-/// Interpolates runs of at most `maxRun` defect pixels (Bad, CosmicRay) along each row between the
-/// usable pixels on either side: value and variance linear between those two, the defect bits
-/// replaced by Interpolated. Runs touching the border, longer runs, and pixels with other bits
-/// (Saturated, NoData) stay as they are. Row-wise because the detector's defects are columns. Returns
-/// the number of pixels interpolated.
 long interpolateDefects(MaskedImage& m, int maxRun) {
     if (maxRun <= 0) return 0;
     constexpr float kInterpolationError = 0.3f;

@@ -113,3 +113,44 @@ TEST(Difference, SimulatedPairsAgainstTruth) {
         EXPECT_LT(o.spuriousPeaks, 2);
     }
 }
+
+// Bad columns are interpolated over along rows; longer runs, border runs and runs holding other bits
+// stay masked.
+TEST(InterpolateDefects, FillsShortRunsAlongRows) {
+    const int w = 12, h = 3;
+    MaskedImage m(w, h);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            m.image(x, y) = static_cast<float>(10 * x + y);  // linear along the row: interpolation is exact
+            m.variance(x, y) = 4.0f;
+            m.mask(x, y) = 0;
+        }
+    const std::uint16_t bad = bits(MaskBit::Bad), cr = bits(MaskBit::CosmicRay);
+    // Row 0: a 1-px bad column at x 3 and a 2-px run (bad + cosmic ray) at x 6-7.
+    m.mask(3, 0) = bad;
+    m.image(3, 0) = 9999.0f;
+    m.variance(3, 0) = std::numeric_limits<float>::infinity();
+    m.mask(6, 0) = bad;
+    m.mask(7, 0) = cr;
+    // Row 1: a 3-px run (too long for maxRun 2) and a run at the border.
+    for (int x = 4; x <= 6; ++x) m.mask(x, 1) = bad;
+    m.mask(0, 1) = bad;
+    // Row 2: a bad pixel that is also saturated, and one next to a NoData pixel.
+    m.mask(2, 2) = static_cast<std::uint16_t>(bad | bits(MaskBit::Saturated));
+    m.mask(8, 2) = bad;
+    m.mask(9, 2) = bits(MaskBit::NoData);
+    EXPECT_EQ(pipeline::interpolateDefects(m, 2), 3);
+    EXPECT_EQ(m.mask(3, 0), bits(MaskBit::Interpolated));
+    EXPECT_FLOAT_EQ(m.image(3, 0), 30.0f);
+    EXPECT_FLOAT_EQ(m.variance(3, 0), 4.0f + 0.09f * 30.0f * 30.0f);
+    EXPECT_EQ(m.mask(6, 0), bits(MaskBit::Interpolated));
+    EXPECT_EQ(m.mask(7, 0), bits(MaskBit::Interpolated));
+    EXPECT_FLOAT_EQ(m.image(7, 0), 70.0f);
+    for (int x = 4; x <= 6; ++x) EXPECT_EQ(m.mask(x, 1), bad) << x;
+    EXPECT_EQ(m.mask(0, 1), bad);
+    EXPECT_EQ(m.mask(2, 2), bad | bits(MaskBit::Saturated));
+    EXPECT_EQ(m.mask(8, 2), bad);
+    EXPECT_EQ(pipeline::interpolateDefects(m, 0), 0);
+    EXPECT_EQ(pipeline::interpolateDefects(m, 3), 3);  // row 1's run now
+    EXPECT_EQ(m.mask(5, 1), bits(MaskBit::Interpolated));
+}

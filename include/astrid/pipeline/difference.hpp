@@ -46,6 +46,14 @@ struct PreparedImage {
     double backgroundS = 0.0, psfS = 0.0;
 };
 
+/// Interpolates runs of at most `maxRun` defect pixels (Bad, CosmicRay) along each row between the
+/// usable pixels on either side (no mask bit, finite value, finite positive variance): values linear
+/// between those two, variances linear plus (0.3 x the value)^2 for the peak a line can miss, and the
+/// defect bits replaced by Interpolated. Runs touching the border, longer runs, and runs holding
+/// other bits (Saturated, NoData) stay as they are. Row-wise because the detector's defects are
+/// columns. Returns the number of pixels interpolated; maxRun <= 0 does nothing.
+long interpolateDefects(MaskedImage& image, int maxRun);
+
 /// Runs mask, background, variance (from GAIN/RDNOISE, or the file's variance plane), star finding,
 /// cosmic-ray masking (detections sharper than the PSF) and the PSF on one image. `planes.variance`/`planes.mask` are used when present. Throws StageError
 /// (Background or Psf) naming `planes.science.path`.
