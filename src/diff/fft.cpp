@@ -41,7 +41,7 @@ Plan2d::Plan2d(int w, int h) : w_(w), h_(h) {
     Buffer<Real> r(realSize());
     Buffer<Complex> c(spectrumSize());
     // Called with g_planMutex held (from get()).
-    r2c_ = fftwf_plan_dft_r2c_2d(h, w, r.data(), reinterpret_cast<fftwf_complex*>(c.data()), g_effort);
+    r2c_ = fftwf_plan_dft_r2c_2d(h, w, r.data(), reinterpret_cast<fftwf_complex*>(c.data()), g_effort | FFTW_DESTROY_INPUT);
     c2r_ = fftwf_plan_dft_c2r_2d(h, w, reinterpret_cast<fftwf_complex*>(c.data()), r.data(), g_effort);
     if (!r2c_ || !c2r_)
         throw DataError("FFTW cannot plan a " + std::to_string(w) + " x " + std::to_string(h) + " transform");

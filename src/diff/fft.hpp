@@ -65,6 +65,8 @@ public:
     std::size_t spectrumSize() const noexcept {
         return static_cast<std::size_t>(h_) * static_cast<std::size_t>(w_ / 2 + 1);
     }
+    /// May destroy `in` (planned with FFTW_DESTROY_INPUT: every caller overwrites its input afterwards,
+    /// and FFTW then skips a copy of the rows).
     void forward(Buffer<Real>& in, Buffer<Complex>& out) const;
     /// Destroys `in` (FFTW's c2r overwrites its input).
     void inverse(Buffer<Complex>& in, Buffer<Real>& out) const;
