@@ -288,15 +288,16 @@ const TargetPlan* ManifestArchive::plan(const catalog::Target& target) const {
 }
 
 std::vector<Observation> ManifestArchive::listObservations(const catalog::Target& target) {
+    // A target the manifest did not pair, or does not hold, is a verdict on the data (DataError: not
+    // retried), with the manifest's own reason.
     const TargetPlan* t = plan(target);
-    if (!t || t->status != PlanStatus::Paired) {
-        if (t) log::get("astrid.archive")->info("{}: not paired in the manifest: {}", target.name, t->reason);
-        else
-            log::get("astrid.archive")->warn("{} (id {}) is not in the manifest {} (was it queried with --limit or "
-                                             "another catalog?): no observations",
-                                             target.name, target.id, manifestPath_);
-        return {};
-    }
+    if (!t)
+        throw DataError(fmt::format("{} (id {}) is not in the manifest {} (queried with --limit, or from another "
+                                    "catalog?)",
+                                    target.name, target.id, manifestPath_));
+    if (t->status != PlanStatus::Paired)
+        throw DataError(fmt::format("{} is {} in the manifest {}: {}", target.name, planStatusName(t->status),
+                                    manifestPath_, t->reason.empty() ? std::string("no reason recorded") : t->reason));
     std::vector<const RemoteProduct*> products;
     for (const auto& o : t->observations)
         for (const auto& p : o.products) products.push_back(&p);

@@ -303,6 +303,8 @@ TargetResult processTarget(const catalog::Target& target, archive::Archive& arch
         throwIfStopped(stop);
         try {
             r.observations = archive.listObservations(target);
+        } catch (const DataError& e) {
+            throw StageFailure{Stage::Archive, e.what()};  // the archive's verdict: asking again changes nothing
         } catch (const Error& e) {
             r.transient = true;  // an archive that could not be listed may answer next time
             throw StageFailure{Stage::Archive, e.what()};

@@ -82,6 +82,28 @@ test "$rc" -eq 2
 "$ASTRID" inspect "$work/offline.h5" --failures | tee "$work/offline.txt"
 test "$(grep -c "not staged" "$work/offline.txt")" -ge 4
 
+# A manifest that did not pair one target and lacks another: each fails with the manifest's reason,
+# once (data verdicts are not retried).
+"$py" - "$work/m.json" "$work/m2.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["targets"][0]["status"] = "unpaired"
+m["targets"][0]["reason"] = "no reference epoch in the window (test)"
+m["targets"][0]["observations"] = []
+del m["targets"][1]
+json.dump(m, open(sys.argv[2], "w"))
+PY
+set +e
+"$ASTRID" run "$work/sim/campaign.ini" --manifest "$work/m2.json" --cache "$work/cache" --output "$work/m2.h5" \
+    --fft_effort estimate --log_level warn --max_retries 2 > "$work/m2.log" 2>&1
+rc=$?
+set -e
+test "$rc" -eq 2
+"$ASTRID" inspect "$work/m2.h5" --failures | tee "$work/m2.txt"
+grep -q "unpaired in the manifest .*m2.json: no reference epoch in the window (test)" "$work/m2.txt"
+grep -q "is not in the manifest .*m2.json" "$work/m2.txt"
+if grep -q "retrying" "$work/m2.log"; then echo "a data verdict was retried"; exit 1; fi
+
 # On demand: the run downloads what it needs, each file once, and matches the local run.
 # shellcheck disable=SC2086
 "$MPIEXEC" $MPIEXEC_FLAGS -n 2 "$ASTRID" run "$work/sim/campaign.ini" --manifest "$work/m.json" \

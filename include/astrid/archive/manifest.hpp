@@ -38,8 +38,9 @@ enum class FetchPolicy { Offline, OnDemand };
 /// An Archive over a manifest and a cache. listObservations() lists one Observation per product
 /// file of the target's paired observations, in file-name order (as LocalArchive does), with the
 /// metadata of the cached file's header; a product not in the cache is downloaded first
-/// (OnDemand) or listed Invalid with "not staged" (Offline). A target the manifest did not pair
-/// lists nothing (the manifest holds the reason). Thread-compatible: one instance per thread.
+/// (OnDemand) or listed Invalid with "not staged" (Offline). A target the manifest did not pair, or
+/// does not hold, throws DataError with the manifest's reason (the pipeline does not retry it).
+/// Thread-compatible: one instance per thread.
 class ManifestArchive final : public Archive {
 public:
     /// Throws DataError/IoError for an unreadable manifest or cache.
