@@ -79,6 +79,31 @@ diff::ZogyResult run(const Pair& p, diff::ZogyConfig cfg = {}) {
     return diff::zogy(in, cfg);
 }
 
+/// N and R without noise (the stars, plus a 5000 ADU transient at (256, 256) in N and `offsetN` added
+/// to every pixel of N), and ZOGY run on them assuming the nominal noise levels.
+diff::ZogyResult runNoiseless(const std::vector<Star>& stars, double offsetN, Pair& p) {
+    Image<double> n(kSize, kSize, 0.0), r(kSize, kSize, 0.0);
+    const sim::PsfRenderer pn(kPsfN), pr(kPsfR);
+    for (const Star& st : stars) pn.add(n, st.x, st.y, st.flux), pr.add(r, st.x, st.y, kFr * st.flux);
+    pn.add(n, 256.0, 256.0, 5000.0);
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        p.n.data()[i] = static_cast<float>(n.data()[i] + offsetN);
+        p.r.data()[i] = static_cast<float>(r.data()[i]);
+    }
+    diff::ZogyInput in;
+    in.science = &p.n;
+    in.reference = &p.r;
+    in.scienceVariance = &p.vn;
+    in.referenceVariance = &p.vr;
+    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
+    in.sciencePsf = [sn](double, double) { return sn; };
+    in.referencePsf = [sr](double, double) { return sr; };
+    in.fluxRatio = kFr;
+    in.sigmaScience = kSigmaN;  // the noise the weights assume; the images themselves are noiseless
+    in.sigmaReference = kSigmaR;
+    return diff::zogy(in);
+}
+
 struct Stats {
     double mean = 0, sd = 0;
     int n = 0, above5 = 0;
@@ -170,27 +195,8 @@ TEST(Zogy, NoiselessTransientFluxInDAndS) {
     // Without noise the estimators are exact up to the PSF model: a transient at a pixel centre has
     // S / F_S = alpha, and D / F_D carries alpha x P_D (unit sum).
     const auto stars = starField(12, 100);
-    Pair p = makePair(13, stars, {{256.0, 256.0, 5000.0}});
-    Pair clean = p;
-    {
-        Image<double> n(kSize, kSize, 0.0), r(kSize, kSize, 0.0);
-        const sim::PsfRenderer pn(kPsfN), pr(kPsfR);
-        for (const Star& st : stars) pn.add(n, st.x, st.y, st.flux), pr.add(r, st.x, st.y, kFr * st.flux);
-        pn.add(n, 256.0, 256.0, 5000.0);
-        for (std::size_t i = 0; i < n.size(); ++i) clean.n.data()[i] = float(n.data()[i]), clean.r.data()[i] = float(r.data()[i]);
-    }
-    diff::ZogyInput in;
-    in.science = &clean.n;
-    in.reference = &clean.r;
-    in.scienceVariance = &clean.vn;
-    in.referenceVariance = &clean.vr;
-    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
-    in.sciencePsf = [sn](double, double) { return sn; };
-    in.referencePsf = [sr](double, double) { return sr; };
-    in.fluxRatio = kFr;
-    in.sigmaScience = kSigmaN;  // the noise the weights assume; the images themselves are noiseless
-    in.sigmaReference = kSigmaR;
-    const auto z = diff::zogy(in);
+    Pair clean = makePair(13, stars);
+    const auto z = runNoiseless(stars, 0.0, clean);
     double ap = 0;
     for (int j = -25; j <= 25; ++j)
         for (int i = -25; i <= 25; ++i) ap += z.diff(256 + i, 256 + j);
@@ -224,26 +230,7 @@ TEST(Zogy, ADifferentialBackgroundIsRemoved) {
     EXPECT_EQ(zKeep.offset, 0.0);
 
     // Noiseless, with a transient: D / F_D sums to its flux again.
-    Image<double> n(kSize, kSize, 0.0), r(kSize, kSize, 0.0);
-    const sim::PsfRenderer pn(kPsfN), pr(kPsfR);
-    for (const Star& st : stars) pn.add(n, st.x, st.y, st.flux), pr.add(r, st.x, st.y, kFr * st.flux);
-    pn.add(n, 256.0, 256.0, 5000.0);
-    for (std::size_t i = 0; i < n.size(); ++i) {
-        p.n.data()[i] = static_cast<float>(n.data()[i] + offset);
-        p.r.data()[i] = static_cast<float>(r.data()[i]);
-    }
-    diff::ZogyInput in;
-    in.science = &p.n;
-    in.reference = &p.r;
-    in.scienceVariance = &p.vn;
-    in.referenceVariance = &p.vr;
-    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
-    in.sciencePsf = [sn](double, double) { return sn; };
-    in.referencePsf = [sr](double, double) { return sr; };
-    in.fluxRatio = kFr;
-    in.sigmaScience = kSigmaN;
-    in.sigmaReference = kSigmaR;
-    const auto zc = diff::zogy(in);
+    const auto zc = runNoiseless(stars, offset, p);
     double ap = 0;
     for (int j = -25; j <= 25; ++j)
         for (int i = -25; i <= 25; ++i) ap += zc.diff(256 + i, 256 + j);
