@@ -65,17 +65,23 @@ Pair makePair(std::uint64_t seed, const std::vector<Star>& stars, const std::vec
     return p;
 }
 
-diff::ZogyResult run(const Pair& p, diff::ZogyConfig cfg = {}) {
+/// ZOGY's input for a pair: its planes, the true PSFs, the true flux ratio.
+diff::ZogyInput inputFor(const Pair& p) {
     diff::ZogyInput in;
     in.science = &p.n;
     in.reference = &p.r;
     in.scienceVariance = &p.vn;
     in.referenceVariance = &p.vr;
-    in.mask = &p.mask;
     const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
     in.sciencePsf = [sn](double, double) { return sn; };
     in.referencePsf = [sr](double, double) { return sr; };
     in.fluxRatio = kFr;
+    return in;
+}
+
+diff::ZogyResult run(const Pair& p, diff::ZogyConfig cfg = {}) {
+    diff::ZogyInput in = inputFor(p);
+    in.mask = &p.mask;
     return diff::zogy(in, cfg);
 }
 
@@ -90,15 +96,7 @@ diff::ZogyResult runNoiseless(const std::vector<Star>& stars, double offsetN, Pa
         p.n.data()[i] = static_cast<float>(n.data()[i] + offsetN);
         p.r.data()[i] = static_cast<float>(r.data()[i]);
     }
-    diff::ZogyInput in;
-    in.science = &p.n;
-    in.reference = &p.r;
-    in.scienceVariance = &p.vn;
-    in.referenceVariance = &p.vr;
-    const Image<double> sn = stamp(kPsfN), sr = stamp(kPsfR);
-    in.sciencePsf = [sn](double, double) { return sn; };
-    in.referencePsf = [sr](double, double) { return sr; };
-    in.fluxRatio = kFr;
+    diff::ZogyInput in = inputFor(p);
     in.sigmaScience = kSigmaN;  // the noise the weights assume; the images themselves are noiseless
     in.sigmaReference = kSigmaR;
     return diff::zogy(in);
