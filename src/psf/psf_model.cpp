@@ -15,7 +15,6 @@
 #include <limits>
 #include <numbers>
 #include <string>
-#include <unordered_map>
 
 #include <Eigen/Dense>
 
@@ -199,18 +198,22 @@ void recentre(const std::vector<double>& region, const std::vector<unsigned char
         }
 }
 
-// The light of the detected stars by a first model: each star's unit-flux stamp at its position,
-// rendered once and scaled by the star finder's total flux.
+// The light of the detected stars by a first model. One stamp of the first model per PSF star, at
+// that star's position, serves all its neighbours: Lanczos-3-shifted to each one's sub-pixel
+// position and scaled by its star-finder flux. Rendering the model at every neighbour instead cost
+// ~1 s per 4k image (the Moffat's transcendentals); a bilinear shift, cheaper still, broadens the
+// neighbours' profiles enough to matter (crowded test: 0.9956 against 0.9974).
 struct NeighbourLight {
     const PsfModel* model = nullptr;
     const std::vector<Star>* stars = nullptr;
-    std::unordered_map<std::size_t, Image<double>> cache;
 
     // Subtracts every detected star but `self` within reach from `reg` (m x m pixels, first pixel at
     // image (x0, y0)), in units of `norm`.
     void subtract(std::vector<double>& reg, int x0, int y0, int m, std::size_t self, double norm,
-                  const detail::GridIndex& grid) {
+                  const detail::GridIndex& grid) const {
         const int hm = model->halfSize();
+        const Star& me = (*stars)[self];
+        const Image<double> base = model->stampAt(me.x, me.y);
         const double cx = x0 + 0.5 * (m - 1), cy = y0 + 0.5 * (m - 1);
         grid.forEachWithin(cx, cy, std::sqrt(2.0) * (0.5 * m + hm) + 1.0, [&](std::size_t j) {
             const Star& o = (*stars)[j];
@@ -219,9 +222,7 @@ struct NeighbourLight {
             const int qa = std::max(0, rx - hm - x0), qb = std::min(m - 1, rx + hm - x0);
             const int ra = std::max(0, ry - hm - y0), rb = std::min(m - 1, ry + hm - y0);
             if (qa > qb || ra > rb) return;
-            auto it = cache.find(j);
-            if (it == cache.end()) it = cache.emplace(j, model->stampAt(o.x, o.y, o.x - rx, o.y - ry)).first;
-            const Image<double>& k = it->second;
+            const Image<double> k = detail::lanczosSample(base, rx - o.x, ry - o.y);
             const double f = o.flux / norm;
             for (int r = ra; r <= rb; ++r)
                 for (int q = qa; q <= qb; ++q)
@@ -235,7 +236,7 @@ struct NeighbourLight {
 // `light`, the other stars' modelled light is subtracted first.
 StarStamp extractStar(const Image<float>& image, const Image<float>& variance, const Image<std::uint16_t>& mask,
                       std::uint16_t badBits, const std::vector<Star>& stars, std::size_t index, int h,
-                      const detail::GridIndex& grid, double neighbourRadius, NeighbourLight* light) {
+                      const detail::GridIndex& grid, double neighbourRadius, const NeighbourLight* light) {
     const Star& s = stars[index];
     const int n = 2 * h + 1, m = n + 5;
     StarStamp st;
@@ -516,7 +517,7 @@ PsfModel buildPsf(const Image<float>& image, const Image<float>& variance, const
     }
     const detail::GridIndex grid(xs, ys, std::max(8.0, 2.0 * h));
     const double cxImg = 0.5 * (width - 1), cyImg = 0.5 * (height - 1);
-    auto extractAll = [&](NeighbourLight* light) {
+    auto extractAll = [&](const NeighbourLight* light) {
         std::vector<StarStamp> st;
         st.reserve(chosen.size());
         for (std::size_t i : chosen) {
@@ -832,7 +833,7 @@ PsfModel buildPsf(const Image<float>& image, const Image<float>& variance, const
 
     PsfModel out = fitStamps(extractAll(nullptr));
     if (config.subtractNeighbours) {
-        NeighbourLight light{&out, &stars, {}};
+        const NeighbourLight light{&out, &stars};
         out = fitStamps(extractAll(&light));
     }
     return out;
