@@ -52,18 +52,22 @@ int cmdDiff(int argc, char** argv) {
     std::filesystem::create_directories(out);
 
     pipeline::DifferenceRun run;
+    double offset = 0.0;   // ZOGY's differential background (tile nearest the centre)
+    long interpolated = 0; // defect pixels interpolated over in both images
     try {
         auto reference = std::make_unique<pipeline::PreparedImage>(
             pipeline::prepareImage(fits::readImagePlanes(vm["reference"].as<std::string>()), prepare));
         const auto science = pipeline::prepareImage(fits::readImagePlanes(vm["science"].as<std::string>()), prepare);
         run.backgroundS = science.backgroundS + reference->backgroundS;
         run.psfS = science.psfS + reference->psfS;
+        interpolated = science.interpolatedPixels + reference->interpolatedPixels;
         // One pair: the reference's planes are not needed once it is registered (the peak memory of
         // a 4k pair is during ZOGY).
         const auto tStart = std::chrono::steady_clock::now();
         auto images = pipeline::registerReference(science, *reference, config, prepare, run);
         reference.reset();
         pipeline::subtractRegistered(science, images, config, run);
+        offset = images.zogy.offset;
         run.wallS = std::chrono::duration<double>(std::chrono::steady_clock::now() - tStart).count();
         const std::string prefix = (std::filesystem::path(out) / "").string();
         pipeline::writeDifferenceFits(prefix, science, images, run);
@@ -91,6 +95,8 @@ int cmdDiff(int argc, char** argv) {
                         {"sigma_ref_adu", run.sigmaReference},
                         {"f_d", run.fD},
                         {"f_s", run.fS},
+                        {"differential_background_adu", offset},
+                        {"interpolated_pixels", interpolated},
                         {"scorr_std", run.scorrStd},
                         {"quality", run.quality},
                         {"diff", run.diffPath},
