@@ -6,8 +6,8 @@
 # the ensemble normalisation near 1 (the flux ratio already scales each epoch), and the schema.
 # 640^2 images: ~50 PSF stars each, as a survey image has hundreds; at 320^2 (10-20 stars, half the
 # epochs on the Moffat fallback) the per-epoch PSF errors alone gave pull std 1.17-1.3.
-# The bounds are today's figures with room (seed 23: median ratio 1.003, pull std 1.09, robust
-# 1.04), not a measurement of issue #4's goals: with 40 targets sharing one reference each the
+# The bounds are today's figures with room (seed 23: median ratio 1.0015, pull std 1.095, robust
+# 1.034), not a measurement of issue #4's goals: with 40 targets sharing one reference each the
 # median is uncertain by ~2% (bench/photometry_truth.sh measures the goals with 120 targets and
 # target-bootstrap intervals; docs/performance.md).
 set -euo pipefail
